@@ -110,4 +110,5 @@ def test_a_llama_scores_only_target_rows_equal_to_full_logits_cross_entropy(monk
     full = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="none")
     assert torch.allclose(scored, full.view(targets.shape), atol=1e-5)
     assert (scored[targets == IGNORE] == 0).all() and (scored[targets != IGNORE] > 0).all()
-    assert torch.equal(scored, model(inputs, targets=targets).detach())  # the training kernel gives the same bits
+    # the training kernel agrees to rounding (bitwise only where both run matmuls of the same shape)
+    assert torch.allclose(scored, model(inputs, targets=targets).detach(), rtol=1e-6, atol=0)
