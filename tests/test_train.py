@@ -79,7 +79,7 @@ def test_log_lines_carry_cumulative_energy_at_each_host_read_and_across_resumes(
     resumed = make_trainer(tmp_path, config(max_steps=15, log_every=5, grid_g_per_kwh=200.0)).train()
     lines = log_lines(tmp_path)
     assert [r["step"] for r in lines] == list(range(1, 16))
-    assert saved > 0 and lines[-1]["energy_kwh"] >= saved >= energy[10] * (1 - 1e-9)  # the resumed run adds to what the checkpoint carried (float sums differ in the last bits)
+    assert saved > 0 and lines[-1]["energy_kwh"] >= saved >= energy[10] * (1 - 1e-5)  # the resumed run adds to what the checkpoint carried (log lines keep 6 significant digits)
     assert resumed["energy"]["kwh"] == pytest.approx(saved + resumed["energy"]["kwh_this_run"], rel=1e-4)
 
 
