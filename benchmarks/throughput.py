@@ -87,7 +87,8 @@ def train(model: torch.nn.Module, is_fournil: bool, batches: list[tuple[torch.Te
 
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if is_fournil:
-            return model(x, y).mean()
+            total, _ = model(x, y, reduction="sum")  # the fused head the trainer uses
+            return total / y.numel()
         return model(input_ids=x, labels=y, shift_labels=y).loss  # labels already shifted
 
     step = torch.compile(loss_of) if args.compile else loss_of

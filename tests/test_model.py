@@ -52,21 +52,41 @@ def test_loss_equals_cross_entropy_of_logits_with_gradients(variant):
         torch.testing.assert_close(g, p.grad, rtol=1e-4, atol=1e-7)
 
 
-def test_chunked_loss_matches_in_many_chunks(monkeypatch):
-    model = build()
+@pytest.mark.parametrize("z_loss", [0.0, 1e-2])
+@pytest.mark.parametrize("tied", [False, True])
+def test_fused_summed_loss_equals_cross_entropy_of_logits_in_many_chunks(monkeypatch, z_loss, tied):
+    model = build(tie_embeddings=tied)
     x, targets = torch.randint(0, 512, (3, 40)), torch.randint(0, 512, (3, 40))
     targets[1, 10:30] = -100
-    weights = torch.rand(3, 40)  # any per-token weighting, as the trainer's per-language sums
-    whole = model(x, targets)
-    (whole * weights).sum().backward()
+    logits = model(x).float()
+    lse = torch.logsumexp(logits, dim=-1)
+    ce = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(3, 40)
+    valid = targets != -100
+    reference = ce.sum() + z_loss * lse[valid].square().sum()
+    (reference * 0.37).backward()  # any scale, as the trainer's 1 / tokens
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     monkeypatch.setattr("fournil.model.llama.CE_CHUNK_LOGITS", 512 * 7)  # 7 tokens a chunk, a ragged last one
-    chunked = model(x, targets)
-    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
-    (chunked * weights).sum().backward()
+    total, per_token = model(x, targets, reduction="sum", z_loss=z_loss)
+    assert total.shape == () and per_token.shape == (3, 40) and not per_token.requires_grad
+    torch.testing.assert_close(per_token, ce.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(total, reference.detach(), rtol=1e-5, atol=1e-5)
+    (total * 0.37).backward()
     for e, p in zip(expected, model.parameters(), strict=True):
-        torch.testing.assert_close(p.grad, e, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_loss_under_bf16_autocast_is_the_bf16_logits_cross_entropy():
+    model = build()
+    x, targets = torch.randint(0, 512, (2, 32)), torch.randint(0, 512, (2, 32))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+        total, per_token = model(x, targets, reduction="sum")
+    assert logits.dtype == torch.bfloat16 and per_token.dtype == torch.float32
+    reference = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view(2, 32)
+    torch.testing.assert_close(per_token, reference.detach(), rtol=2e-2, atol=2e-2)  # the same bf16 head matmul, float32 softmax
+    total.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_causal_and_document_masking():

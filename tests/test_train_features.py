@@ -72,9 +72,9 @@ def test_document_ids_reach_the_model_only_with_document_masking(tmp_path, maski
     seen = []
     forward = trainer.model.forward
 
-    def spy(input_ids, targets=None, document_ids=None):  # noqa: ANN001, ANN202
+    def spy(input_ids, targets=None, document_ids=None, **loss):  # noqa: ANN001, ANN202
         seen.append(document_ids)
-        return forward(input_ids, targets=targets, document_ids=document_ids)
+        return forward(input_ids, targets=targets, document_ids=document_ids, **loss)
 
     trainer.model.forward = spy
     trainer.train_step()

@@ -69,10 +69,10 @@ def poisoned_model(model: Llama, factor: float) -> Llama:
     """`model`, whose loss is multiplied by `factor` on batches holding the POISON token."""
     forward = model.forward
 
-    def poisoned(input_ids, targets=None, document_ids=None):  # noqa: ANN001, ANN202
-        ce = forward(input_ids, targets=targets, document_ids=document_ids)
-        hit = (input_ids == POISON).any()
-        return ce * torch.where(hit, torch.tensor(factor), torch.tensor(1.0))
+    def poisoned(input_ids, targets=None, document_ids=None, reduction="none", z_loss=0.0):  # noqa: ANN001, ANN202
+        total, ce = forward(input_ids, targets=targets, document_ids=document_ids, reduction="sum", z_loss=z_loss)
+        factor_here = torch.where((input_ids == POISON).any(), torch.tensor(factor, device=ce.device), torch.tensor(1.0, device=ce.device))
+        return total * factor_here, ce * factor_here
 
     model.forward = poisoned
     return model

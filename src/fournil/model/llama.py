@@ -124,15 +124,20 @@ class FeedForward(nn.Module):
 
 
 class OutputHead(nn.Linear):
-    """The vocabulary projection; given targets, it returns per-token losses instead of logits. The
-    loss goes through this module's forward so that wrappers hooking it (FSDP) see the weight used."""
+    """The vocabulary projection; given targets, it returns losses instead of logits. The loss goes
+    through this module's forward so that wrappers hooking it (FSDP) see the weight used."""
 
-    def forward(self, x: Tensor, targets: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, targets: Tensor | None = None, reduction: str = "none", z_loss: float = 0.0):
         if targets is None:
             return super().forward(x)
+        h, t = x.reshape(-1, x.shape[-1]), targets.reshape(-1)
+        if reduction == "sum":
+            total, losses = FusedLinearCrossEntropy.apply(h, self.weight, t, z_loss)
+            return total, losses.view(targets.shape)
         if not torch.is_grad_enabled():
-            return scored_cross_entropy(x.reshape(-1, x.shape[-1]), self.weight, targets.reshape(-1)).view(targets.shape)
-        return ChunkedCrossEntropy.apply(x.reshape(-1, x.shape[-1]), self.weight, targets.reshape(-1)).view(targets.shape)
+            return scored_cross_entropy(h, self.weight, t).view(targets.shape)
+        logits = super().forward(x).float()
+        return F.cross_entropy(logits.flatten(0, 1), t, ignore_index=IGNORE, reduction="none").view(targets.shape)
 
 
 class Block(nn.Module):
@@ -187,10 +192,12 @@ class Llama(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, input_ids: Tensor, targets: Tensor | None = None, document_ids: Tensor | None = None,
-                cache: KVCache | None = None) -> Tensor:
+                cache: KVCache | None = None, reduction: str = "none", z_loss: float = 0.0):
         """Logits [B, T, V]; or, given targets, the cross-entropy of each token [B, T] in float32, 0 where
-        the target is -100. With document_ids, a token attends only to earlier tokens of its own document.
-        With a cache (generation), input_ids continue the positions already in it."""
+        the target is -100. With `reduction="sum"` (training), the pair (Σ cross-entropy + z_loss · Σ
+        log-sum-exp², a differentiable 0-d tensor; the per-token cross-entropy [B, T], detached), from
+        a fused head that never holds the logits. With document_ids, a token attends only to earlier
+        tokens of its own document. With a cache (generation), input_ids continue the positions already in it."""
         T = input_ids.shape[1]
         offset = cache.length if cache is not None else 0
         if offset + T > self.config.context_length:
@@ -207,7 +214,9 @@ class Llama(nn.Module):
             x = layer(x, rope, mask, cache)
         if cache is not None:
             cache.length += T
-        return self.lm_head(self.norm(x), targets)
+        if targets is None:
+            return self.lm_head(self.norm(x))
+        return self.lm_head(self.norm(x), targets, reduction, z_loss)
 
     def _attention_mask(self, positions: Tensor, offset: int, document_ids: Tensor | None) -> Tensor | None:
         """None for plain causal attention (the fast path); otherwise a boolean mask, or with ALiBi
@@ -256,7 +265,7 @@ SCORE_CHUNK_LOGITS = 2**19  # logits at once when scoring without gradients (2 M
 
 
 def scored_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
-    """ChunkedCrossEntropy's forward for scoring, without gradients: the same float32 log-sum-exp, but
+    """FusedLinearCrossEntropy's loss for scoring, without gradients: the same float32 log-sum-exp, but
     only rows with a target reach the head (windows after a document's first score half their
     tokens), in small chunks whose logits are reused in place, so no large buffer is allocated."""
     losses = torch.zeros(targets.shape, dtype=torch.float32, device=h.device)
@@ -274,47 +283,50 @@ def scored_cross_entropy(h: Tensor, weight: Tensor, targets: Tensor) -> Tensor:
     return losses
 
 
-class ChunkedCrossEntropy(torch.autograd.Function):
-    """Per-token cross-entropy of `h @ weightᵀ` without keeping the [N, V] logits.
+class FusedLinearCrossEntropy(torch.autograd.Function):
+    """Σ cross-entropy of `h @ weightᵀ` (plus z-loss), its gradients computed in the forward.
 
-    Forward computes the logits a chunk of tokens at a time and keeps each token's log-sum-exp and the
-    last chunk's logits; backward recomputes the other chunks'. Exact (the same float32 softmax as
-    F.cross_entropy on the full logits) for the price of one more head matmul on all but one chunk, and
-    the loss's memory no longer grows with the batch: at 32k vocabulary and 16k tokens a micro-batch,
-    2 GB of bf16 logits (and their float32 copy) become 256 MB.
+    The logits are computed a chunk of tokens at a time and never held whole; while a chunk's softmax
+    is at hand its gradients are taken at once, and backward only scales them by the incoming scalar.
+    That is three head matmuls (logits, ∂h, ∂W), the fewest there are: an unfused loss does the same
+    three but holds [N, V] logits, a recomputing one (backward redoes the logits) does four. The
+    softmax is float32 as in F.cross_entropy; at 32k vocabulary and 16k tokens a micro-batch, 2 GB of
+    bf16 logits and their float32 copy become 256 MB. z-loss (PaLM) adds z · lse² per token, whose
+    gradient is 2 · z · lse · softmax.
     """
 
     @staticmethod
-    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor) -> Tensor:  # noqa: ANN001
+    def forward(ctx, h: Tensor, weight: Tensor, targets: Tensor, z_loss: float) -> tuple[Tensor, Tensor]:  # noqa: ANN001
         dtype = _compute_dtype(h)
         w = weight.to(dtype)
         chunk = max(1, CE_CHUNK_LOGITS // weight.shape[0])
-        losses, lses = [], []
-        for start in range(0, h.shape[0], chunk):
-            logits = (h[start:start + chunk].to(dtype) @ w.T).float()
-            t = targets[start:start + chunk]
-            lse = torch.logsumexp(logits, dim=-1)
-            picked = logits.gather(1, t.clamp(min=0)[:, None])[:, 0]
-            losses.append(torch.where(t != IGNORE, lse - picked, 0.0))
-            lses.append(lse)
-        ctx.save_for_backward(h, weight, targets, torch.cat(lses), logits)  # the last chunk's logits: no recompute
-        ctx.dtype, ctx.chunk = dtype, chunk
-        return torch.cat(losses)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # noqa: ANN001
-        h, weight, targets, lse, last_logits = ctx.saved_tensors
-        w = weight.to(ctx.dtype)
+        losses = torch.empty(targets.shape, dtype=torch.float32, device=h.device)
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
         grad_h = torch.empty_like(h)
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        for start in range(0, h.shape[0], ctx.chunk):
-            end = start + ctx.chunk
-            hc = h[start:end].to(ctx.dtype)
-            t = targets[start:end]
-            logits = last_logits if end >= h.shape[0] else (hc @ w.T).float()
-            probs = torch.exp(logits - lse[start:end, None])
+        for start in range(0, h.shape[0], chunk):
+            hc, t = h[start:start + chunk].to(dtype), targets[start:start + chunk]
+            valid = t != IGNORE
+            logits = (hc @ w.T).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            picked = logits.gather(1, t.clamp(min=0)[:, None])[:, 0]
+            ce = torch.where(valid, lse - picked, 0.0)
+            losses[start:start + chunk] = ce
+            total = total + ce.sum()
+            probs = logits.sub_(lse[:, None]).exp_()  # the softmax, in the logits' memory
+            if z_loss:
+                total = total + z_loss * torch.where(valid, lse.square(), 0.0).sum()
+                probs.mul_((1 + 2 * z_loss * lse)[:, None])
             probs.scatter_add_(1, t.clamp(min=0)[:, None], torch.full_like(probs[:, :1], -1.0))
-            dlogits = (probs * torch.where(t != IGNORE, grad[start:end], 0.0)[:, None]).to(ctx.dtype)
-            grad_h[start:end] = dlogits @ w
+            dlogits = (probs * valid[:, None]).to(dtype)
+            grad_h[start:start + chunk] = dlogits @ w
             grad_w += (dlogits.T @ hc).float()
-        return grad_h, grad_w.to(weight.dtype), None
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.weight_dtype = weight.dtype
+        ctx.mark_non_differentiable(losses)
+        return total, losses
+
+    @staticmethod
+    def backward(ctx, grad_total: Tensor, grad_losses: Tensor | None) -> tuple[Tensor, Tensor, None, None]:  # noqa: ANN001, ARG004
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_total, (grad_w * grad_total).to(ctx.weight_dtype), None, None

@@ -186,16 +186,8 @@ class Trainer:
     def _micro_loss(self, x: torch.Tensor, y: torch.Tensor, doc: torch.Tensor | None, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss to differentiate, per-token cross-entropy [B, T] for the records)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            if not self.cfg.z_loss:
-                ce = self.model(x, targets=y, document_ids=doc)
-                return ce.sum() * scale, ce
-            logits = self.model(x, document_ids=doc).float()
-        valid = y != IGNORE
-        lse = torch.logsumexp(logits, dim=-1)
-        picked = logits.gather(-1, y.clamp(min=0)[..., None])[..., 0]
-        ce = torch.where(valid, lse - picked, 0.0)
-        z = torch.where(valid, lse.square(), 0.0)
-        return (ce.sum() + self.cfg.z_loss * z.sum()) * scale, ce
+            total, ce = self.model(x, targets=y, document_ids=doc, reduction="sum", z_loss=self.cfg.z_loss)
+        return total * scale, ce
 
     def train_step(self) -> None:
         L = len(self.languages)
