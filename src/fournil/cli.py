@@ -216,7 +216,8 @@ def evaluate(
     tasks: Annotated[str | None, typer.Option(help="comma-separated tasks: shipped names or task YAML paths (lm-eval names with --harness)")] = None,
     harness: Annotated[str | None, typer.Option(help="'lm-eval': run lm-evaluation-harness on the exported model")] = None,
     out: Annotated[Path | None, typer.Option(help="model folder: results folder (default evaluate-<folder name>)")] = None,
-    tokenizer: TokenizerOpt = None, device: str = "cpu",
+    tokenizer: TokenizerOpt = None,
+    device: Annotated[str, typer.Option(help="model folder: auto (the GPU when one is visible), cpu or cuda")] = "auto",
 ) -> None:
     """Bits per byte per language on held-out documents, tasks and memorisation.
 

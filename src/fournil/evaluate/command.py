@@ -122,7 +122,10 @@ def evaluate_folder(model_dir: Path, out: Path, config: EvaluateConfig, run_dir:
 def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_dir: Path | None, text_specs: list[str],
          tasks: str | None, harness: str | None, out: Path | None, tokenizer_dir: Path | None, device: str) -> Path:
     """The CLI: a recipe runs the stage, a folder is a model; with --harness, lm-eval runs too. Returns the results folder."""
+    from fournil.model.io import pick_device
+
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    device = str(pick_device(device, "--device"))
     if harness not in (None, "lm-eval"):
         raise FournilError(f"--harness {harness!r}: the one harness supported is lm-eval")
     if target.is_file():

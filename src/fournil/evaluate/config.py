@@ -25,4 +25,5 @@ class EvaluateConfig(Section):
     max_examples: int | None = Field(100, ge=1, description="examples scored per task (the first N of the test split); null for all")
     seed: int = Field(1234, description="seed of the few-shot sampler")
     max_new_tokens: int = Field(64, ge=1, description="generated tokens per example at most, in generate_until tasks (caps their max_gen_toks)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to score: auto is the GPU when one is visible (bf16 autocast there), else the CPU (float32)")
     memorisation: bool = Field(True, description="measure extraction and loss ratio of the mixture's canaries")

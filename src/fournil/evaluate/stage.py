@@ -76,10 +76,10 @@ def checkpoints(train_dir: Path, manifest: dict, which: str) -> list[tuple[str, 
     return found + [("final", final, steps, tokens)]
 
 
-def open_checkpoint(folder: Path, tokenizer, ids: dict[str, int]) -> Scorable:
-    from fournil.model.io import load_model
+def open_checkpoint(folder: Path, tokenizer, ids: dict[str, int], device: str) -> Scorable:
+    from fournil.model.io import load_model, pick_device
 
-    model = load_model(folder)
+    model = load_model(folder, pick_device(device, "evaluate.device"))
     return Scorable(model, tokenizer, int(model.config.context_length), ids["bos"], ids["eos"], "fournil")
 
 
@@ -100,7 +100,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     final_scorable = None
     for name, folder, step, tokens in checkpoints(ctx.input("train"), ctx.manifest("train"), config.checkpoints):
         ctx.log(f"[evaluate] {name} (step {step}, {tokens} tokens seen)")
-        s = open_checkpoint(folder, tokenizer, ids)
+        s = open_checkpoint(folder, tokenizer, ids, config.device)
         results["checkpoints"].append({"name": name, "step": step, "tokens_seen": tokens,
                                        "per_language": language_scores(s, texts, unigram_bpb, config),
                                        "tasks": task_scores(s, tasks, config, ctx.log)})

@@ -88,12 +88,11 @@ class Generator:
         from tokenizers import Tokenizer
 
         from fournil.model.hf import special_tokens
-        from fournil.model.io import find_tokenizer, load_model
+        from fournil.model.io import find_tokenizer, load_model, pick_device
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = pick_device(device, "--device")
         self.model = load_model(model_dir, device)
-        if device != "cpu":
+        if device.type != "cpu":
             self.model = self.model.to(torch.bfloat16)
         tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else find_tokenizer(model_dir)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))

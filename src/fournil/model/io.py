@@ -126,6 +126,18 @@ def empty_model(config: LlamaConfig, device: str | torch.device = "cpu") -> Llam
     return model
 
 
+def pick_device(choice: str, setting: str, index: int = 0) -> torch.device:
+    """`auto` is the GPU when one is visible, else the CPU; `cuda` where none is visible is the user's
+    mistake, named by `setting` (the recipe field or option that asked for it)."""
+    if choice not in ("auto", "cpu", "cuda"):
+        raise FournilError(f"{setting} = {choice!r}: use auto, cpu or cuda")
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise FournilError(f"{setting} = cuda but no CUDA GPU is visible; use auto or cpu")
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
 def load_model(folder: Path, device: str | torch.device = "cpu") -> Llama:
     """The model saved in `folder` (fournil's format, or a Hugging Face Llama export), in eval mode."""
     folder = Path(folder)

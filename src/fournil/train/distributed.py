@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fournil.errors import FournilError
+from fournil.model.io import pick_device
 
 
 @dataclass(frozen=True)
@@ -35,20 +35,12 @@ class Topology:
         return self.world_size > 1
 
 
-def pick_device(choice: str, local_rank: int = 0) -> torch.device:
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise FournilError("train.device = cuda but no CUDA GPU is visible; use device: auto or cpu")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
 def setup(device_choice: str) -> Topology:
     """This process's place in the job; joins the process group when torchrun started several."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_choice, local_rank)
+    device = pick_device(device_choice, "train.device", local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():
