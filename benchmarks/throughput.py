@@ -1,8 +1,9 @@
 """Training throughput of fournil's Llama against transformers' LlamaForCausalLM, in the same run.
 
 Both models start from the same weights and train the same batches (fused AdamW, torch.compile,
-bf16 autocast on CUDA); the table shows tokens/s, MFU against a measured matmul ceiling, the ratio
-and the first losses (equal when both compute the same thing). The trainer columns time fournil's
+bf16 autocast on CUDA; fournil compiled block by block as its trainer does, transformers whole).
+The table shows tokens/s, MFU against a measured matmul ceiling, the ratio and the first losses
+(equal when both compute the same thing). The trainer columns time fournil's
 full `Trainer` (spike guard, clipping, per-language loss, a log line per step) on the same batches;
 `tr/bare` is its ratio to the bare fournil loop (the issue's target: ≥ 0.97).
 
@@ -26,6 +27,7 @@ from fournil.model.hf import hf_config, hf_name
 from fournil.model.io import state_tensors
 from fournil.model.llama import Llama, LlamaConfig
 from fournil.model.presets import PRESETS
+from fournil.train.distributed import compile_model
 
 CPU_SIZES = {  # shapes a 2-core CPU trains a few steps of in seconds
     "cpu-s": "ttl-160m:dim=256:n_layers=4:n_heads=4:n_kv_heads=4:ffn_dim=1024:vocab_size=8192",
@@ -91,7 +93,11 @@ def train(model: torch.nn.Module, is_fournil: bool, batches: list[tuple[torch.Te
             return total / y.numel()
         return model(input_ids=x, labels=y, shift_labels=y).loss  # labels already shifted
 
-    step = torch.compile(loss_of) if args.compile else loss_of
+    step = loss_of
+    if args.compile and is_fournil:
+        compile_model(model)  # as the trainer does: each block, then the norm and the fused head
+    elif args.compile:
+        step = torch.compile(loss_of)  # transformers' users compile the whole model
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
     first, times = None, []
     for x, y in batches:
@@ -142,13 +148,13 @@ def train_with_trainer(config: LlamaConfig, batches: list[tuple[torch.Tensor, to
     from pathlib import Path
 
     from fournil.train.config import TrainConfig
-    from fournil.train.distributed import Topology, compile_model
+    from fournil.train.distributed import Topology
     from fournil.train.trainer import Trainer
 
     torch.manual_seed(0)
     model = Llama(config).to(device)
     if args.compile:
-        compile_model(model, sharded=False)
+        compile_model(model)
     x = batches[0][0]
     steps = len(batches)
     cfg = TrainConfig(max_steps=steps + 1,  # one more ask of the sampler closes the last timed step

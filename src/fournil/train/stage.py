@@ -73,7 +73,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         flops_per_token = model.flops_per_token(config.context_length)
         checkpoint_blocks(model, cfg.activation_checkpointing)
         if cfg.compile == "on" or (cfg.compile == "auto" and topology.device.type == "cuda"):
-            compile_model(model, sharded=topology.distributed and cfg.parallelism == "fsdp")
+            compile_model(model)
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and topology.device.type == "cuda")
         model = parallelize(model, topology, cfg.parallelism, bf16)
         sampler = MixtureSampler(ctx.input("mixture"), config.context_length, cfg.micro_batch_size, seed=ctx.recipe.seed,

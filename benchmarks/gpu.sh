@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Every check that needs a GPU, in one call (a lent GPU machine is held for minutes): the CUDA
+# tests, a bake's train/evaluate/release on CUDA, the loss and throughput benchmarks. Each step has
+# its own time limit, so a slow one costs only itself; each writes $OUT/<step>.txt, and the last
+# lines printed are a summary. Run from the repository root, on the GPU machine:
+#   bash benchmarks/gpu.sh [STEP ...]       # steps: tests bake loss throughput (default: all)
+# Before the call, on this machine: scripts/gpu_wheels.sh (dependencies the image lacks, into .whl/)
+# and `fournil run tests/recipes/mini.yaml --until mixture` (the bake's CPU stages, into runs/mini/);
+# the call carries .whl and runs. See docs/train.md, "On a GPU".
+set -uo pipefail
+out=${OUT:-/tmp/fournil-gpu}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"
+python=${PYTHON:-python3}
+if compgen -G ".whl/*.whl" >/dev/null; then
+  $python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/fournil-site .whl/*.whl || exit 1
+  export PYTHONPATH="$PYTHONPATH:/tmp/fournil-site"
+fi
+summary=()
+
+step() {  # step NAME SECONDS COMMAND...: run it under a limit, keep its output, note its status and time
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  echo "== $name (limit ${limit}s)"
+  timeout "$limit" "$@" 2>&1 | tee "$out/$name.txt"
+  local status=${PIPESTATUS[0]}
+  summary+=("$(printf '%-22s exit %-3s %4ss' "$name" "$status" $((SECONDS - start)))")
+}
+
+bake() {  # the train, evaluate and release stages of the mini recipe, whose CPU stages ran here
+  [ -f runs/mini/mixture/manifest.json ] || { echo "runs/mini/mixture is missing: run the bake's CPU stages first (see the header)"; return 1; }
+  for stage in train evaluate release; do
+    $python -m fournil "$stage" tests/recipes/mini.yaml || return 1
+  done
+  $python - <<'PY'
+import json
+train = json.load(open("runs/mini/train/manifest.json"))["figures"]
+evaluate = json.load(open("runs/mini/evaluate/manifest.json"))["figures"]
+print({k: train[k] for k in ("device", "precision", "tokens_per_second", "mfu", "peak_flops_source", "energy")})
+print({lang: f.get("bits_per_byte") for lang, f in evaluate.get("per_language", {}).items()})
+PY
+}
+
+steps=${*:-tests bake loss throughput}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,power.draw --format=csv; $python -c "import torch; print('torch', torch.__version__)"; } | tee "$out/gpu.txt"
+for s in $steps; do
+  case $s in
+    tests) step tests 300 $python -m pytest -q -p no:cacheprovider -k cuda tests/test_device.py ;;
+    bake) export -f bake; export python; step bake 300 bash -c bake ;;
+    loss) step loss 120 $python benchmarks/loss.py ;;
+    throughput)
+      for size in ttl-460m croissant-1.3b ttl-160m; do
+        step "throughput-$size" 300 $python benchmarks/throughput.py --sizes "$size"
+      done ;;
+    *) echo "unknown step $s (steps: tests bake loss throughput)"; exit 2 ;;
+  esac
+done
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+for f in "$out"/throughput-*.txt; do [ -f "$f" ] && tail -n 1 "$f"; done
