@@ -1,4 +1,5 @@
-"""Two gloo processes under torchrun, DDP and FSDP2, train like one process with the same global batch."""
+"""Two gloo processes under torchrun, DDP and FSDP2 (eager and compiled), train like one process with
+the same global batch."""
 
 from __future__ import annotations
 
@@ -32,11 +33,11 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         torch.set_num_threads(threads)
     assert figures["gradient_accumulation"] == 2
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(HELPER), str(tmp_path / "multi"), str(STEPS), "--parallelism", "ddp,fsdp"],
+                             str(HELPER), str(tmp_path / "multi"), str(STEPS), "--parallelism", "ddp,fsdp,fsdp-compiled"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = losses(tmp_path / "single")
-    for mode in ("ddp", "fsdp"):
+    for mode in ("ddp", "fsdp", "fsdp-compiled"):
         got = losses(tmp_path / "multi" / mode)
         assert len(got) == 2 * STEPS
         assert got == pytest.approx(expected, rel=1e-5), mode

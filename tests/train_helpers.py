@@ -6,8 +6,9 @@ processes with accumulation 1 see the same global batches. Sequences listed in `
 token POISON; `poisoned_model` multiplies the loss of a batch holding it, to inject NaNs or spikes.
 
 Run as a script (alone, or under torchrun) it trains and exits:
-    python tests/train_helpers.py OUT MAX_STEPS [--parallelism ddp,fsdp] [--checkpoint-every N]
-With several parallelisms, each trains from scratch into OUT/<parallelism>/.
+    python tests/train_helpers.py OUT MAX_STEPS [--parallelism ddp,fsdp,fsdp-compiled] [--checkpoint-every N]
+With several parallelisms, each trains from scratch into OUT/<parallelism>/; `-compiled` applies
+torch.compile first, as the train stage does.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from fournil.mixture.sampler import Batch
 from fournil.model.llama import Llama, LlamaConfig
 from fournil.train.config import TrainConfig
-from fournil.train.distributed import Topology, parallelize, setup
+from fournil.train.distributed import Topology, compile_model, parallelize, setup
 from fournil.train.trainer import Interrupted, Trainer
 
 SEQ_LEN = 32
@@ -108,8 +109,11 @@ def main() -> None:
     modes = args.parallelism.split(",")
     for mode in modes:
         out = args.out / mode if len(modes) > 1 else args.out
+        model = tiny_model()
+        if mode.endswith("-compiled"):
+            compile_model(model)
         try:
-            make_trainer(out, cfg, topology, parallelism=mode).train()
+            make_trainer(out, cfg, topology, model=model, parallelism=mode.removesuffix("-compiled")).train()
         except Interrupted:
             sys.exit(143)
 
