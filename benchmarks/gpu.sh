@@ -3,10 +3,11 @@
 # tests, a bake's train/evaluate/release on CUDA, the loss and throughput benchmarks. Each step has
 # its own time limit, so a slow one costs only itself; each writes $OUT/<step>.txt, and the last
 # lines printed are a summary. Run from the repository root, on the GPU machine:
-#   bash benchmarks/gpu.sh [STEP ...]       # steps: tests bake loss throughput (default: all)
+#   bash benchmarks/gpu.sh tests bake loss   # one call, under 10 minutes whatever happens
+#   bash benchmarks/gpu.sh throughput        # another: the three sizes, 190 s each at most
 # Before the call, on this machine: scripts/gpu_wheels.sh (dependencies the image lacks, into .whl/)
 # and `fournil run tests/recipes/mini.yaml --until mixture` (the bake's CPU stages, into runs/mini/);
-# the call carries .whl and runs. See docs/train.md, "On a GPU".
+# the call carries .whl and runs/mini. See docs/train.md, "On a GPU".
 set -uo pipefail
 out=${OUT:-/tmp/fournil-gpu}
 mkdir -p "$out"
@@ -45,12 +46,12 @@ steps=${*:-tests bake loss throughput}
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,power.draw --format=csv; $python -c "import torch; print('torch', torch.__version__)"; } | tee "$out/gpu.txt"
 for s in $steps; do
   case $s in
-    tests) step tests 300 $python -m pytest -q -p no:cacheprovider -k cuda tests/test_device.py ;;
-    bake) export -f bake; export python; step bake 300 bash -c bake ;;
-    loss) step loss 120 $python benchmarks/loss.py ;;
+    tests) step tests 240 $python -m pytest -q -p no:cacheprovider -k cuda tests/test_device.py ;;
+    bake) export -f bake; export python; step bake 240 bash -c bake ;;
+    loss) step loss 90 $python benchmarks/loss.py ;;
     throughput)
       for size in ttl-460m croissant-1.3b ttl-160m; do
-        step "throughput-$size" 300 $python benchmarks/throughput.py --sizes "$size"
+        step "throughput-$size" 190 $python benchmarks/throughput.py --sizes "$size"
       done ;;
     *) echo "unknown step $s (steps: tests bake loss throughput)"; exit 2 ;;
   esac

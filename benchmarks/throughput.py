@@ -206,16 +206,17 @@ def main() -> None:
         peer = hf_model(config, ours).to(device) if args.peer else None
         flops = ours.flops_per_token(args.seq_len)
         rate, loss = train(ours, True, batches, args, device)
-        row = f"{spec.split(':')[0]:<16}{ours.num_params() / 1e6:>8.1f}M{batch:>6}{rate:>15,.0f}{flops * rate / ceiling:>7.1%}"
+        # each figure is printed as soon as it is measured: a run stopped at a time limit keeps what it had
+        print(f"{spec.split(':')[0]:<16}{ours.num_params() / 1e6:>8.1f}M{batch:>6}{rate:>15,.0f}{flops * rate / ceiling:>7.1%}", end="", flush=True)
         del ours
         if args.trainer:
             trainer_rate = train_with_trainer(config, batches, args, device)
-            row += f"{trainer_rate:>14,.0f}{flops * trainer_rate / ceiling:>7.1%}{trainer_rate / rate:>9.3f}"
+            print(f"{trainer_rate:>14,.0f}{flops * trainer_rate / ceiling:>7.1%}{trainer_rate / rate:>9.3f}", end="", flush=True)
         if peer is not None:
             peer_rate, peer_loss = train(peer, False, batches, args, device)
-            row += f"{peer_rate:>12,.0f}{flops * peer_rate / ceiling:>7.1%}{rate / peer_rate:>7.2f}  {loss:.4f} / {peer_loss:.4f}"
+            print(f"{peer_rate:>12,.0f}{flops * peer_rate / ceiling:>7.1%}{rate / peer_rate:>7.2f}  {loss:.4f} / {peer_loss:.4f}", end="")
             del peer
-        print(row, flush=True)
+        print(flush=True)
         if cuda:
             torch.cuda.empty_cache()
 
