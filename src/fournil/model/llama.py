@@ -300,10 +300,9 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         dtype = _compute_dtype(h)
         w = weight.to(dtype)
         chunk = max(1, CE_CHUNK_LOGITS // weight.shape[0])
-        losses = torch.empty(targets.shape, dtype=torch.float32, device=h.device)
         total = torch.zeros((), dtype=torch.float32, device=h.device)
-        grad_h = torch.empty_like(h)
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        losses, grads_h = [], []  # joined once at the end: slice writes into one buffer cost compile copies
         for start in range(0, h.shape[0], chunk):
             hc, t = h[start:start + chunk].to(dtype), targets[start:start + chunk]
             valid = t != IGNORE
@@ -311,16 +310,17 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
             lse = torch.logsumexp(logits, dim=-1)
             picked = logits.gather(1, t.clamp(min=0)[:, None])[:, 0]
             ce = torch.where(valid, lse - picked, 0.0)
-            losses[start:start + chunk] = ce
+            losses.append(ce)
             total = total + ce.sum()
             probs = logits.sub_(lse[:, None]).exp_()  # the softmax, in the logits' memory
             if z_loss:
                 total = total + z_loss * torch.where(valid, lse.square(), 0.0).sum()
                 probs.mul_((1 + 2 * z_loss * lse)[:, None])
             probs.scatter_add_(1, t.clamp(min=0)[:, None], torch.full_like(probs[:, :1], -1.0))
-            dlogits = (probs * valid[:, None]).to(dtype)
-            grad_h[start:start + chunk] = dlogits @ w
+            dlogits = probs.mul_(valid[:, None]).to(dtype)
+            grads_h.append(dlogits @ w)
             grad_w += (dlogits.T @ hc).float()
+        losses, grad_h = torch.cat(losses), torch.cat(grads_h).to(h.dtype)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         ctx.mark_non_differentiable(losses)
