@@ -65,3 +65,11 @@ def test_unknown_until_stage(tmp_path, minimal_recipe_data):
     path.write_text(yaml.safe_dump(minimal_recipe_data))
     result = fournil("run", str(path), "--until", "bake")
     assert result.returncode == 2 and "--until 'bake': stages are corpus, tokenizer" in result.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA GPU is visible")
+def test_asking_for_a_missing_gpu_or_an_unknown_device_is_one_clear_error(tmp_path):
+    for device, message in (("cuda", "error: --device = cuda but no CUDA GPU is visible; use auto or cpu"),
+                            ("tpu", "error: --device = 'tpu': use auto, cpu or cuda")):
+        result = fournil("evaluate", str(tmp_path), "--device", device)
+        assert result.returncode == 2 and result.stderr.strip() == message and "Traceback" not in result.stderr
