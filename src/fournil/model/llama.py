@@ -130,6 +130,8 @@ class OutputHead(nn.Linear):
     def forward(self, x: Tensor, targets: Tensor | None = None, reduction: str = "none", z_loss: float = 0.0):
         if targets is None:
             return super().forward(x)
+        if reduction not in ("none", "sum"):
+            raise ValueError(f"reduction {reduction!r}: 'none' (per-token losses) or 'sum' (training)")
         h, t = x.reshape(-1, x.shape[-1]), targets.reshape(-1)
         if reduction == "sum":
             total, losses = FusedLinearCrossEntropy.apply(h, self.weight, t, z_loss)
