@@ -174,3 +174,19 @@ def test_loglikelihood_task(tmp_path):
     ll = [hand_nll(table, [1, ord("a"), ord("b")]) - hand_nll(table, [1, ord("a"), ord("b"), 32, ord("c")]),
           hand_nll(table, [1, ord("d")]) - hand_nll(table, [1, ord("d"), 32, ord("e"), ord("f")])]
     assert result["metrics"]["perplexity"]["value"] == pytest.approx(math.exp(-sum(ll) / 2), rel=1e-5)
+
+
+def test_shipped_tasks_are_package_data_so_any_install_has_them():
+    import fnmatch
+    import tomllib
+
+    import fournil
+    from fournil.evaluate.tasks import SHIPPED_DIR, load_task
+
+    package = Path(fournil.__file__).parent
+    patterns = tomllib.loads((package.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["fournil"]
+    files = sorted(p for p in SHIPPED_DIR.iterdir() if p.is_file())
+    assert SHIPPED_DIR.is_relative_to(package) and len(files) == 8
+    unshipped = [p.name for p in files if not any(fnmatch.fnmatch(str(p.relative_to(package)), g) for g in patterns)]
+    assert unshipped == []
+    assert load_task("continuation_fr").name == "continuation_fr"

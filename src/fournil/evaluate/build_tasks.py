@@ -1,6 +1,6 @@
-"""Build the shipped offline tasks in data/tasks/ from the held-out parallel pairs fournil ships.
+"""Build the shipped offline tasks (src/fournil/evaluate/shipped/) from the held-out parallel pairs fournil ships.
 
-`python -m fournil.evaluate.build_tasks [--pairs data/sample/parallel/en-fr.test.tsv] [--out data/tasks]`
+`python -m fournil.evaluate.build_tasks [--pairs data/sample/parallel/en-fr.test.tsv] [--out src/fournil/evaluate/shipped]`
 
 Source: `en-fr.test.tsv`, 400 English–French sentence pairs taken from documents outside the
 shipped sample (so outside any training corpus built from it; the demo recipe also decontaminates
@@ -131,7 +131,7 @@ def build(pairs_path: Path, out: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=Path, default=ROOT / "data" / "sample" / "parallel" / "en-fr.test.tsv")
-    parser.add_argument("--out", type=Path, default=ROOT / "data" / "tasks")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "shipped")
     args = parser.parse_args()
     for name in build(args.pairs, args.out):
         print(f"{args.out / name}.yaml")

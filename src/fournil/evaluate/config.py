@@ -19,7 +19,7 @@ class EvaluateConfig(Section):
         "final", description="'final' evaluates train/final; 'all' also every kept checkpoint, for curves over tokens seen")
     tasks: list[str] = Field(
         default_factory=lambda: list(SHIPPED_TASKS),
-        description="tasks to run: names of shipped tasks (data/tasks/<name>.yaml) or paths to lm-evaluation-harness "
+        description="tasks to run: names of shipped tasks (src/fournil/evaluate/shipped/<name>.yaml) or paths to lm-evaluation-harness "
                     "task YAML files with local data; shipped tasks in languages outside the recipe are skipped")
     num_fewshot: int | None = Field(None, ge=0, description="few-shot examples for every task; default each task's own num_fewshot (0 if unset)")
     max_examples: int | None = Field(100, ge=1, description="examples scored per task (the first N of the test split); null for all")

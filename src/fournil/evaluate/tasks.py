@@ -24,7 +24,7 @@ import yaml
 
 from fournil.errors import FournilError
 
-SHIPPED_DIR = Path(__file__).resolve().parents[3] / "data" / "tasks"
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"  # package data: found by any install
 OUTPUT_TYPES = ("multiple_choice", "loglikelihood", "loglikelihood_rolling", "generate_until")
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -241,7 +241,7 @@ def task_file(spec: str, base_dir: Path | None = None) -> Path | None:
 
 
 def load_task(spec: str, base_dir: Path | None = None) -> Task:
-    """A task by shipped name (data/tasks/<name>.yaml) or by path to a task YAML."""
+    """A task by shipped name (fournil/evaluate/shipped/<name>.yaml) or by path to a task YAML."""
     path = task_file(spec, base_dir)
     if path is None:
         shipped = ", ".join(sorted(p.stem for p in SHIPPED_DIR.glob("*.yaml")))
