@@ -3,7 +3,8 @@
 The toy sampler follows MixtureSampler's contract (sequence s is a pure function of s; call c of
 rank r reads sequences (c·world_size + r)·B onward), so one process with accumulation 2 and two
 processes with accumulation 1 see the same global batches. Sequences listed in `poison` carry the
-token POISON; `poisoned_model` multiplies the loss of a batch holding it, to inject NaNs or spikes.
+token POISON; `poisoned_model` multiplies the loss of a batch holding it, to inject NaNs or spikes
+(it serves the trainer's call, `reduction="sum"`).
 
 Run as a script (alone, or under torchrun) it trains and exits:
     python tests/train_helpers.py OUT MAX_STEPS [--parallelism ddp,fsdp,fsdp-compiled] [--checkpoint-every N]
@@ -70,8 +71,8 @@ def poisoned_model(model: Llama, factor: float) -> Llama:
     """`model`, whose loss is multiplied by `factor` on batches holding the POISON token."""
     forward = model.forward
 
-    def poisoned(input_ids, targets=None, document_ids=None, reduction="none", z_loss=0.0):  # noqa: ANN001, ANN202
-        total, ce = forward(input_ids, targets=targets, document_ids=document_ids, reduction="sum", z_loss=z_loss)
+    def poisoned(input_ids, targets, document_ids=None, reduction="sum", z_loss=0.0):  # noqa: ANN001, ANN202
+        total, ce = forward(input_ids, targets=targets, document_ids=document_ids, reduction=reduction, z_loss=z_loss)
         factor_here = torch.where((input_ids == POISON).any(), torch.tensor(factor, device=ce.device), torch.tensor(1.0, device=ce.device))
         return total * factor_here, ce * factor_here
 
