@@ -1,9 +1,10 @@
 """Two gloo processes under torchrun, DDP and FSDP2 (eager and compiled), train like one process with
-the same global batch."""
+the same global batch, and a checkpoint resumes on either number of processes."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fournil.errors import FournilError
 from train_helpers import config, make_trainer
 
 HELPER = Path(__file__).with_name("train_helpers.py")
@@ -23,7 +25,13 @@ def losses(out: Path) -> list[float]:
     return [value for r in lines for value in (r["loss"], r["grad_norm"])]
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+def resumable_copy(src: Path, dst: Path) -> Path:
+    """`src`'s run folder without its last checkpoint: a run stopped after step 10, to be resumed."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(f"step_{STEPS}"))
+    return dst
+
+
+def test_two_processes_match_one_with_the_same_global_batch_and_resume_across_process_counts(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -32,14 +40,35 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert figures["gradient_accumulation"] == 2
+    # ddp resumes the single process's step-10 checkpoint on 2 processes; the others start afresh
+    resumable_copy(tmp_path / "single", tmp_path / "multi" / "ddp")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              str(HELPER), str(tmp_path / "multi"), str(STEPS), "--parallelism", "ddp,fsdp,fsdp-compiled"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "step_10 was written by 1 process; going on with 2 (256 tokens a step, as before)" in result.stderr
     expected = losses(tmp_path / "single")
     for mode in ("ddp", "fsdp", "fsdp-compiled"):
         got = losses(tmp_path / "multi" / mode)
         assert len(got) == 2 * STEPS
         assert got == pytest.approx(expected, rel=1e-5), mode
-        state = json.loads((tmp_path / "multi" / mode / "checkpoints" / "step_10" / "state.json").read_text())
-        assert state["world_size"] == 2 and [r["sampler"]["sequence"] for r in state["ranks"]] == [80, 80]
+        state = json.loads((tmp_path / "multi" / mode / "checkpoints" / f"step_{STEPS}" / "state.json").read_text())
+        assert state["world_size"] == 2 and [r["sampler"]["sequence"] for r in state["ranks"]] == [96, 96]
+    # and the 2-process FSDP2 checkpoint of step 10 resumes in one process
+    back = resumable_copy(tmp_path / "multi" / "fsdp", tmp_path / "back")
+    said = []
+    torch.set_num_threads(1)
+    try:
+        trainer = make_trainer(back, config(max_steps=STEPS, log_every=1))
+        trainer.say = said.append
+        trainer.train()
+    finally:
+        torch.set_num_threads(threads)
+    assert trainer.resumed_from == 10 and "[train] step_10 was written by 2 processes; going on with 1 (256 tokens a step, as before)" in said
+    assert losses(back) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_checkpoint_resumes_only_with_the_same_tokens_a_step(tmp_path):
+    make_trainer(tmp_path, config(max_steps=10)).train()
+    with pytest.raises(FournilError, match="written with 256 tokens a step .* but this run takes 512"):
+        make_trainer(tmp_path, config(max_steps=20, micro_batch_size=4, global_batch_tokens=4 * 32 * 4)).train()

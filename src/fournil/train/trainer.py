@@ -138,22 +138,37 @@ class Trainer:
 
     def _load(self, folder: Path, restore_data: bool) -> None:
         model, optimizer, state = ckpt.load_checkpoint(folder)
-        if state["world_size"] != self.topo.world_size or state["batch_tokens"] != self.batch_tokens:
-            raise FournilError(f"{folder} was written by {state['world_size']} processes with {state['batch_tokens']} tokens a step; "
-                               f"resume with the same number of processes and batch settings")
+        if state["batch_tokens"] != self.batch_tokens:
+            raise FournilError(f"{folder} was written with {state['batch_tokens']} tokens a step ({state['world_size']} processes) "
+                               f"but this run takes {self.batch_tokens}; resume with the same train.global_batch_tokens, "
+                               f"and a micro_batch_size that divides it over {self.topo.world_size} processes")
         set_model_state_dict(self.model, model, options=StateDictOptions(full_state_dict=True))
         set_optimizer_state_dict(self.model, self.optimizer, optimizer, options=StateDictOptions(full_state_dict=True))
         self.guard.load_state_dict(state["guard"])
         self.step = state["step"]
         if restore_data:
-            mine = state["ranks"][self.topo.rank]
-            self.sampler.load_state_dict(mine["sampler"])
-            torch.set_rng_state(_bytes_tensor(mine["rng"]["torch"]))
-            if self.device.type == "cuda" and "cuda" in mine["rng"]:
-                torch.cuda.set_rng_state(_bytes_tensor(mine["rng"]["cuda"]), self.device)
+            self._restore_stream(folder, state)
             self.skipped, self.rollbacks, self.log_lines = state["skipped"], state["rollbacks"], state["log_lines"]
             self.recent = deque(state["recent"], maxlen=FINAL_WINDOW)
             self.energy.load_state_dict(state["energy"] if self.topo.is_main else {"kwh": 0.0})
+
+    def _restore_stream(self, folder: Path, state: dict) -> None:
+        """Sampler and RNG. The sampler's position is global (every rank holds the same one), so a
+        checkpoint resumes on any number of processes that keeps the tokens a step: each step reads
+        the same sequences, split over the ranks differently."""
+        ranks = state["ranks"]
+        positions = [r["sampler"] for r in ranks]
+        if any(p != positions[0] for p in positions):
+            raise FournilError(f"{folder}: its ranks disagree on the sampler's position; resume from an earlier checkpoint")
+        self.sampler.load_state_dict(positions[0])
+        if len(ranks) != self.topo.world_size and self.topo.is_main:
+            self.say(f"[train] {folder.name} was written by {len(ranks)} process{'es' * (len(ranks) > 1)}; going on with {self.topo.world_size} "
+                     f"({self.batch_tokens} tokens a step, as before)")
+        if self.topo.rank < len(ranks):  # a rank new to the run keeps its seeded generator
+            rng = ranks[self.topo.rank]["rng"]
+            torch.set_rng_state(_bytes_tensor(rng["torch"]))
+            if self.device.type == "cuda" and "cuda" in rng:
+                torch.cuda.set_rng_state(_bytes_tensor(rng["cuda"]), self.device)
 
     def _latest(self) -> Path | None:
         found = ckpt.latest_valid(self.checkpoints, self.say) if self.topo.is_main else None
