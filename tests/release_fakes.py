@@ -78,7 +78,10 @@ MEMORISATION = {  # results.json["memorisation"] as fournil.evaluate.memorisatio
 TRAIN = {"steps": 200, "tokens": 13_107_200, "wall_seconds": 812.5,
          "device": {"name": "NVIDIA H100 80GB HBM3", "type": "cuda", "processes": 1}, "params": 33_000,
          "energy": {"kwh": 0.0912, "kwh_this_run": 0.0912, "kg_co2eq": 0.0052, "method": "NVML GPU energy counter + CPU time × 10 W per core (estimate)",
-                    "grid_g_per_kwh": 57.0},
+                    "grid_g_per_kwh": 57.0,
+                    "codecarbon": {"kwh": 0.0874, "kg_co2eq": 0.00489, "kwh_this_run": 0.0874, "since_step": 0, "country": "FRA",
+                                   "kwh_this_run_by_part": {"cpu": 0.0061, "gpu": 0.0788, "ram": 0.0025},
+                                   "method": "codecarbon 3.3.2 OfflineEmissionsTracker, process tracking, FRA grid"}},
          "per_language": {"fr": {"final_loss": 2.913}, "en": {"final_loss": 2.804}, "de": {"final_loss": 3.377}}}
 LOG_EVERY = 10
 

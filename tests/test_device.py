@@ -21,7 +21,7 @@ from fournil.model.llama import Llama
 from fournil.model.presets import PRESETS
 from fournil.model.scoring import sequence_nll
 from fournil.train.distributed import Topology, compile_model
-from fournil.train.monitor import EnergyMeter
+from fournil.train.energy import EnergyMeter
 from fournil.train.trainer import Interrupted
 from train_helpers import MODEL, config, make_trainer, poisoned_model, tiny_model
 

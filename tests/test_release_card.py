@@ -83,6 +83,8 @@ def test_card_figures_equal_the_manifests(released):
     assert _row(card, "tokens seen", "| figure | value")[1] == num(TRAIN["tokens"])
     assert _row(card, "energy (kWh)", "| figure | value")[1] == sig(TRAIN["energy"]["kwh"]) == "0.0912"
     assert _row(card, "emissions (g CO2eq)", "| figure | value")[1] == sig(TRAIN["energy"]["kg_co2eq"] * 1000) == "5.2"
+    assert _row(card, "energy, codecarbon's offline tracker (kWh)", "| figure | value")[1] == "0.0874"
+    assert _row(card, "emissions, codecarbon (FRA grid, g CO2eq)", "| figure | value")[1] == "4.89"
     assert _row(card, "fr", "| language | final loss")[1] == num(TRAIN["per_language"]["fr"]["final_loss"])
     assert f"{num(FAKE_PARAMETERS)} parameters" in card and figures["parameters"] == FAKE_PARAMETERS
     assert "Research on small multilingual models." in card
@@ -114,6 +116,7 @@ def test_missing_records_are_shown_as_missing_never_invented(tmp_path, monkeypat
     assert "| en | religious | 250,004 | not recorded |" in card
     assert _row(card, "tokens seen", "| figure | value")[1] == "not recorded"
     assert _row(card, "energy (kWh)", "| figure | value")[1] == "not recorded"
+    assert "codecarbon" not in card
     assert "The model was not evaluated on fr" in card
     assert {"mixture/plan.json", "train/log.jsonl"} <= set(figures["missing_records"])
     checklist = {i["indicator"]: i for i in json.loads((ctx.out / "transparency.json").read_text())["indicators"]}

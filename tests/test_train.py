@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,39 @@ def test_half_written_checkpoint_is_ignored(tmp_path):
     make_trainer(tmp_path, config(max_steps=10)).train()
     (tmp_path / "checkpoints" / ".tmp-step_20").mkdir()  # a crash in the middle of a save
     assert ckpt.latest_valid(tmp_path / "checkpoints", print).name == "step_10"
+
+
+def test_codecarbon_runs_beside_the_meter_and_adds_up_across_resumes(tmp_path):
+    from codecarbon.input import DataSource
+
+    france = DataSource().get_global_energy_mix_data()["FRA"]["carbon_intensity"]  # g CO2eq per kWh
+    first = make_trainer(tmp_path, config(max_steps=10, checkpoint_every=10, codecarbon_country="FRA")).train()["energy"]
+    cc = first["codecarbon"]
+    assert cc["kwh"] > 0 and cc["kwh"] == cc["kwh_this_run"] and cc["since_step"] == 0 and cc["country"] == "FRA"
+    assert sum(cc["kwh_this_run_by_part"].values()) == pytest.approx(cc["kwh"], rel=1e-4)
+    assert cc["kwh_this_run_by_part"]["gpu"] == 0
+    assert cc["kg_co2eq"] * 1000 / cc["kwh"] == pytest.approx(france, rel=1e-3)  # codecarbon's own intensity, not the recipe's 475
+    assert "OfflineEmissionsTracker" in cc["method"] and first["kg_co2eq"] == pytest.approx(first["kwh"] * 0.475, rel=1e-4)
+    saved = json.loads((tmp_path / "checkpoints/step_10/state.json").read_text())["energy"]["codecarbon"]
+    assert saved["kwh"] > 0 and saved["from_step"] == 0
+    resumed = make_trainer(tmp_path, config(max_steps=15, codecarbon_country="FRA")).train()["energy"]["codecarbon"]
+    assert resumed["kwh"] == pytest.approx(saved["kwh"] + resumed["kwh_this_run"], rel=1e-4) and resumed["since_step"] == 0
+
+
+def test_codecarbon_turned_on_at_a_resume_counts_from_there(tmp_path):
+    make_trainer(tmp_path, config(max_steps=10, checkpoint_every=10)).train()
+    cc = make_trainer(tmp_path, config(max_steps=12, codecarbon_country="DEU")).train()["energy"]["codecarbon"]
+    assert cc["since_step"] == 10 and cc["kwh"] == cc["kwh_this_run"] > 0
+
+
+def test_codecarbon_needs_a_country_it_knows_and_the_package(tmp_path, monkeypatch):
+    from fournil.errors import FournilError
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="codecarbon_country"):
+        config(codecarbon_country="fr")
+    with pytest.raises(FournilError, match="'XYZ' is not in codecarbon's grid data"):
+        make_trainer(tmp_path / "a", config(max_steps=2, codecarbon_country="XYZ")).train()
+    monkeypatch.setitem(sys.modules, "codecarbon", None)
+    with pytest.raises(FournilError, match=r"needs codecarbon: pip install 'fournil\[energy\]'"):
+        make_trainer(tmp_path / "b", config(max_steps=2, codecarbon_country="FRA")).train()

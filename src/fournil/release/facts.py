@@ -237,6 +237,7 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
         "energy_kwh": _num(_first(energy.get("kwh"), train_fig.get("energy_kwh"))),
         "co2_kg": _num(_first(energy.get("kg_co2eq"), train_fig.get("kg_co2eq"))),
         "energy_method": _first(energy.get("method"), train_fig.get("energy_method")),
+        "codecarbon": energy.get("codecarbon") if isinstance(energy.get("codecarbon"), dict) else None,
         "per_language": train_fig.get("per_language") or {},
         "instruction_tuned": bool(train_fig.get("instruction_tuned")),
     }

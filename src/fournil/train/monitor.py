@@ -1,10 +1,8 @@
-"""What the trainer watches: spikes, energy, MFU, and the logs it writes.
+"""What the trainer watches: spikes, MFU, and the logs it writes (energy is in energy.py).
 
 The spike guard lives on the device so that judging a step costs no host sync: the decision is a
 0-d tensor handed to the fused optimizer as `found_inf`, which then leaves weights and moments
-untouched. Energy comes from NVML's energy counter on GPU and from process CPU time × an estimated
-power per core otherwise (no counter is readable without root on most CPUs), then kWh × grid
-intensity gives kg CO2eq, as codecarbon's offline tracker does.
+untouched.
 """
 
 from __future__ import annotations
@@ -92,75 +90,6 @@ class SpikeGuard:
         self.skipped.fill_(state["skipped"])
         self.streak.fill_(state["streak"])
         self.max_streak.zero_()
-
-
-class EnergyMeter:
-    """Energy used by this process, plus what earlier runs of the same training recorded."""
-
-    def __init__(self, device: torch.device, cpu_watts_per_core: float):
-        self.cpu_watts_per_core = cpu_watts_per_core
-        self.previous_kwh = 0.0
-        self._nvml = None
-        if device.type == "cuda":
-            self._nvml = _nvml_handle(device)
-        self._cpu0 = _cpu_seconds()
-        self._gpu0 = self._gpu_millijoules()
-
-    @property
-    def method(self) -> str:
-        cpu = f"CPU time × {self.cpu_watts_per_core:g} W per core (estimate)"
-        return f"NVML GPU energy counter + {cpu}" if self._nvml is not None else cpu
-
-    def _gpu_millijoules(self) -> float:
-        if self._nvml is None:
-            return 0.0
-        import pynvml
-
-        return float(pynvml.nvmlDeviceGetTotalEnergyConsumption(self._nvml))
-
-    def run_kwh(self) -> float:
-        """kWh used by this process since it started training."""
-        cpu_joules = (_cpu_seconds() - self._cpu0) * self.cpu_watts_per_core
-        gpu_joules = (self._gpu_millijoules() - self._gpu0) / 1000
-        return (cpu_joules + gpu_joules) / 3.6e6
-
-    def state_dict(self) -> dict:
-        return {"kwh": self.previous_kwh + self.run_kwh()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.previous_kwh = float(state["kwh"])
-
-
-def _cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def _nvml_handle(device: torch.device):
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        props = torch.cuda.get_device_properties(device)
-        bus = f"{props.pci_domain_id:08X}:{props.pci_bus_id:02X}:{props.pci_device_id:02X}.0"
-        handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus)
-        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises where the GPU has no counter
-        return handle
-    except Exception:  # no nvidia-ml-py, no driver access, or an older GPU: fall back to the CPU estimate
-        return None
-
-
-def energy_figures(kwh_run: float, kwh_total: float, method: str, grid_g_per_kwh: float) -> dict:
-    def sig(x: float) -> float:
-        return float(f"{x:.6g}")
-
-    return {
-        "kwh": sig(kwh_total),
-        "kwh_this_run": sig(kwh_run),
-        "kg_co2eq": sig(kwh_total * grid_g_per_kwh / 1000),
-        "method": method,
-        "grid_g_per_kwh": grid_g_per_kwh,
-    }
 
 
 class RunLog:

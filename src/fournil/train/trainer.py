@@ -35,7 +35,8 @@ from fournil.errors import FournilError
 from fournil.train import checkpoint as ckpt
 from fournil.train.config import TrainConfig
 from fournil.train.distributed import Topology, all_reduce_sum, broadcast_object, gather_objects, unwrap
-from fournil.train.monitor import EnergyMeter, RunLog, SpikeGuard, energy_figures, peak_flops, truncate_lines
+from fournil.train.energy import RUN_KEYS, CodecarbonTracker, EnergyMeter, energy_figures
+from fournil.train.monitor import RunLog, SpikeGuard, peak_flops, truncate_lines
 from fournil.train.schedule import lr_at
 
 IGNORE = -100
@@ -80,6 +81,7 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg)
         self.guard = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_min_history, self.device)
         self.energy = EnergyMeter(self.device, cfg.cpu_watts_per_core)
+        self.codecarbon: CodecarbonTracker | None = None  # started by train()
         self.peak, self.peak_source = peak_flops(self.device, cfg.peak_flops)
         self.checkpoints = self.out / "checkpoints"
         self.step = 0
@@ -111,7 +113,7 @@ class Trainer:
             rng["cuda"] = base64.b64encode(torch.cuda.get_rng_state(self.device).numpy().tobytes()).decode()
         per_rank = gather_objects({"sampler": self.sampler.state_dict(), "rng": rng}, self.topo)
         kwh = all_reduce_sum(torch.tensor([self.energy.run_kwh()], dtype=torch.float64, device=self.device), self.topo).item()
-        return {
+        state = {
             "step": self.step,
             "tokens": self.step * self.batch_tokens,
             "world_size": self.topo.world_size,
@@ -125,6 +127,9 @@ class Trainer:
             "ranks": per_rank,
             "recipe": self.recipe_view,
         }
+        if self.codecarbon is not None:
+            state["energy"]["codecarbon"] = self.codecarbon.state_dict(self._codecarbon_run())
+        return state
 
     def _save(self) -> None:
         self._flush()
@@ -151,6 +156,9 @@ class Trainer:
             self.skipped, self.rollbacks, self.log_lines = state["skipped"], state["rollbacks"], state["log_lines"]
             self.recent = deque(state["recent"], maxlen=FINAL_WINDOW)
             self.energy.load_state_dict(state["energy"] if self.topo.is_main else {"kwh": 0.0})
+            if self.codecarbon is not None:
+                earlier = state["energy"].get("codecarbon", {"kwh": 0.0, "kg_co2eq": 0.0, "from_step": self.step})
+                self.codecarbon.load_state_dict(earlier if self.topo.is_main else {**earlier, "kwh": 0.0, "kg_co2eq": 0.0})
 
     def _restore_stream(self, folder: Path, state: dict) -> None:
         """Sampler and RNG. The sampler's position is global (every rank holds the same one), so a
@@ -169,6 +177,12 @@ class Trainer:
             torch.set_rng_state(_bytes_tensor(rng["torch"]))
             if self.device.type == "cuda" and "cuda" in rng:
                 torch.cuda.set_rng_state(_bytes_tensor(rng["cuda"]), self.device)
+
+    def _codecarbon_run(self) -> dict:
+        """codecarbon's figures for this run, summed over the ranks."""
+        run = self.codecarbon.run_figures()
+        summed = all_reduce_sum(torch.tensor([run[k] for k in RUN_KEYS], dtype=torch.float64, device=self.device), self.topo)
+        return dict(zip(RUN_KEYS, summed.tolist()))
 
     def _latest(self) -> Path | None:
         found = ckpt.latest_valid(self.checkpoints, self.say) if self.topo.is_main else None
@@ -341,6 +355,8 @@ class Trainer:
     def train(self) -> dict:
         """Run to `max_steps` (resuming from the latest valid checkpoint) and return the figures."""
         self._barrier()  # rank 0 has cleared or kept the folder before anyone looks in it
+        if self.cfg.codecarbon_country:
+            self.codecarbon = CodecarbonTracker(self.cfg.codecarbon_country, self.energy.nvml_index)
         folder = self._latest()
         if folder is not None:
             self._load(folder, restore_data=True)
@@ -369,6 +385,8 @@ class Trainer:
                 signal.signal(s, handler)
             if self.log is not None:
                 self.log.close()
+            if self.codecarbon is not None:
+                self.codecarbon.stop()
         return self._figures(time.perf_counter() - t0)
 
     def _loop(self) -> None:
@@ -406,7 +424,7 @@ class Trainer:
             if lang in self.last_eval:
                 per_language[lang]["bits_per_byte"] = self.last_eval[lang]
         tokens_per_second = self.run_tokens / wall if wall > 0 else 0.0
-        return {
+        figures = {
             "steps": self.step,
             "tokens": self.step * self.batch_tokens,
             "wall_seconds": round(wall, 3),
@@ -427,6 +445,9 @@ class Trainer:
             "rollbacks": self.rollbacks,
             "resumed_from_step": self.resumed_from,
         }
+        if self.codecarbon is not None:
+            figures["energy"]["codecarbon"] = self.codecarbon.figures(self._codecarbon_run())
+        return figures
 
     def final_state_dict(self) -> dict[str, torch.Tensor]:
         """The full model weights on the CPU (gathered from every rank under FSDP2)."""
