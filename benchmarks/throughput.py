@@ -10,6 +10,7 @@ full `Trainer` (spike guard, clipping, per-language loss, a log line per step) o
     python benchmarks/throughput.py                                  # CUDA: ttl-160m, ttl-460m, croissant-1.3b at 2048
     python benchmarks/throughput.py --sizes cpu-s,cpu-m              # the CPU default (small shapes, a few minutes)
     python benchmarks/throughput.py --sizes ttl-160m:n_layers=2 --seq-len 512 --steps 5
+    python benchmarks/throughput.py --sizes croissant-1.3b --batch 8 --activation-checkpointing ops
 
 A size is a preset name, optionally followed by `:field=value` overrides (vocab_size included).
 """
@@ -27,7 +28,7 @@ from fournil.model.hf import hf_config, hf_name
 from fournil.model.io import state_tensors
 from fournil.model.llama import Llama, LlamaConfig
 from fournil.model.presets import PRESETS
-from fournil.train.distributed import compile_model
+from fournil.train.distributed import checkpoint_blocks, compile_model
 
 CPU_SIZES = {  # shapes a 2-core CPU trains a few steps of in seconds
     "cpu-s": "ttl-160m:dim=256:n_layers=4:n_heads=4:n_kv_heads=4:ffn_dim=1024:vocab_size=8192",
@@ -94,6 +95,8 @@ def train(model: torch.nn.Module, is_fournil: bool, batches: list[tuple[torch.Te
         return model(input_ids=x, labels=y, shift_labels=y).loss  # labels already shifted
 
     step = loss_of
+    if is_fournil:
+        checkpoint_blocks(model, args.activation_checkpointing)
     if args.compile and is_fournil:
         compile_model(model)  # as the trainer does: each block, then the norm and the fused head
     elif args.compile:
@@ -153,6 +156,7 @@ def train_with_trainer(config: LlamaConfig, batches: list[tuple[torch.Tensor, to
 
     torch.manual_seed(0)
     model = Llama(config).to(device)
+    checkpoint_blocks(model, args.activation_checkpointing)
     if args.compile:
         compile_model(model)
     x = batches[0][0]
@@ -178,6 +182,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10 if cuda else 4, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3 if cuda else 2, help="untimed steps (compilation) before them")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--activation-checkpointing", choices=["none", "ops", "selective", "full"], default="none",
+                        help="fournil's model only (memory for compute, to fit a larger --batch); see docs/train.md")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also train transformers' Llama")
     parser.add_argument("--trainer", action=argparse.BooleanOptionalAction, default=True,
                         help="also time fournil's full Trainer (logging, spike guard, per-language loss) on the same batches")
@@ -188,6 +194,7 @@ def main() -> None:
     ceiling = matmul_ceiling(device, dtype)
     print(f"device {torch.cuda.get_device_name() if cuda else 'cpu'} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
           f"{'bf16 autocast' if cuda else 'float32'}, compile {args.compile}, seq {args.seq_len}, "
+          f"activation checkpointing {args.activation_checkpointing}, "
           f"matmul ceiling {ceiling / 1e12:.2f} TFLOP/s")
     header = (f"{'size':<16}{'params':>9}{'batch':>6}{'fournil tok/s':>15}{'MFU':>7}"
               + (f"{'trainer tok/s':>14}{'MFU':>7}{'tr/bare':>9}" if args.trainer else "")

@@ -20,7 +20,7 @@ from fournil.model.generate import Sampling, generate_tokens
 from fournil.model.llama import Llama
 from fournil.model.presets import PRESETS
 from fournil.model.scoring import sequence_nll
-from fournil.train.distributed import Topology, compile_model
+from fournil.train.distributed import Topology, checkpoint_blocks, compile_model
 from fournil.train.energy import EnergyMeter
 from fournil.train.trainer import Interrupted
 from train_helpers import MODEL, config, make_trainer, poisoned_model, tiny_model
@@ -65,12 +65,14 @@ def test_fused_loss_under_bf16_autocast_matches_the_logits_loss(device):
 
 
 def test_compiled_bf16_training_tracks_float32_and_skips_a_poisoned_step(device, tmp_path):
-    """One compiled run (the trainer's CUDA default), bf16 autocast: it follows the float32 eager run
-    of the same data, and fused AdamW skips the step whose loss is NaN without a host sync."""
+    """One compiled run (the trainer's CUDA default) with op-level activation checkpointing, bf16
+    autocast: it follows the float32 eager run of the same data, and fused AdamW skips the step whose
+    loss is NaN without a host sync."""
     poison = range(40, 41)  # sequence 40 lies in step 6
     reference = trainer_on(device, tmp_path / "eager", poisoned_model(tiny_model(), math.nan), poison=poison,
                            max_steps=12, precision="fp32")
     model = poisoned_model(tiny_model(), math.nan).to(device)
+    checkpoint_blocks(model, "ops")
     compile_model(model)
     counters.clear()
     compiled = trainer_on(device, tmp_path / "compiled", model, poison=poison, max_steps=12, precision="bf16")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fournil.mixture.sampler import Batch
 from fournil.train.distributed import checkpoint_blocks
@@ -20,22 +22,45 @@ def batch() -> Batch:
     return ToySampler(4).next_batch()
 
 
-@pytest.mark.parametrize("mode", ["selective", "full"])
-def test_activation_checkpointing_gives_the_same_loss_and_gradients(mode):
+class OpCounter(TorchDispatchMode):
+    """Counts the aten ops run under it, by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def backward_ops(model: torch.nn.Module, b: Batch) -> tuple[torch.Tensor, collections.Counter]:
+    """The loss, and the ops its backward ran (the recomputed forward ops among them)."""
+    loss = model(b.input_ids, targets=b.targets).sum()
+    with OpCounter() as counter:
+        loss.backward()
+    return loss.detach(), counter.ops
+
+
+@pytest.mark.parametrize("mode", ["ops", "selective", "full"])
+def test_activation_checkpointing_gives_the_same_loss_and_gradients_and_recomputes_what_it_says(mode):
     b = batch()
     reference = tiny_model().train()
     wrapped = copy.deepcopy(reference)
     checkpoint_blocks(wrapped, mode)
     wrapped_blocks = [i for i, block in enumerate(wrapped.layers) if "Checkpoint" in type(block).__name__]
-    assert wrapped_blocks == ([0, 1] if mode == "full" else [0])  # selective: every other block
-    losses = []
-    for model in (reference, wrapped):
-        loss = model(b.input_ids, targets=b.targets).sum()
-        loss.backward()
-        losses.append(loss.detach())
-    torch.testing.assert_close(losses[1], losses[0], rtol=0, atol=0)
+    assert wrapped_blocks == ([0] if mode == "selective" else [0, 1])  # selective: every other block
+    loss, plain = backward_ops(reference, b)
+    wrapped_loss, recomputing = backward_ops(wrapped, b)
+    torch.testing.assert_close(wrapped_loss, loss, rtol=0, atol=0)
     for p, q in zip(reference.parameters(), wrapped.parameters(), strict=True):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-6, atol=1e-7)
+    # a block's forward has 7 matmuls (q, k, v, o, gate, up, down); recomputing a block redoes 6 (the
+    # down projection's output is not needed by backward, and checkpoint stops early); "ops" redoes none
+    extra_matmuls = recomputing["mm"] - plain["mm"]
+    assert extra_matmuls == {"ops": 0, "selective": 6, "full": 12}[mode]
+    assert recomputing["rsqrt"] > plain["rsqrt"]  # every mode redoes the RMSNorms of the blocks it wraps
+    assert recomputing["silu"] > plain["silu"]
 
 
 def test_z_loss_adds_the_weighted_log_sum_exp_squared(tmp_path):

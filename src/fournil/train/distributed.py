@@ -78,15 +78,38 @@ def gather_objects(value, topology: Topology) -> list:  # noqa: ANN001
     return out
 
 
+def _matmul_and_attention_ops() -> set:
+    aten = torch.ops.aten
+    names = ("mm", "addmm", "bmm", "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+             "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu")
+    return {getattr(aten, name).default for name in names if hasattr(aten, name)}
+
+
+def _save_only_matmuls(ctx, op, *args, **kwargs):  # noqa: ANN001, ANN202, ARG001
+    """Keep what is costly to redo (matmuls, attention); recompute the elementwise rest."""
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    return CheckpointPolicy.MUST_SAVE if op in _SAVED_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+_SAVED_OPS = _matmul_and_attention_ops()
+
+
 def checkpoint_blocks(model: nn.Module, mode: str) -> None:
-    """Recompute block activations in backward: every block (full) or every other one (selective)."""
+    """Recompute activations in backward, trading compute for memory: every block (full), every
+    other block (selective), or in every block only the cheap elementwise ops (ops: norms, RoPE,
+    SwiGLU's gate and the residual adds; the outputs of matmuls and attention are kept)."""
     if mode == "none":
         return
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+    from functools import partial
 
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+    from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+    options = {"context_fn": partial(create_selective_checkpoint_contexts, _save_only_matmuls)} if mode == "ops" else {}
     for i, block in enumerate(model.layers):
-        if mode == "full" or i % 2 == 0:
-            model.layers[i] = checkpoint_wrapper(block, preserve_rng_state=False)
+        if mode in ("full", "ops") or i % 2 == 0:
+            model.layers[i] = checkpoint_wrapper(block, preserve_rng_state=False, **options)
 
 
 def compile_model(model: nn.Module) -> None:
