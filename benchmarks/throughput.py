@@ -2,8 +2,8 @@
 
 Both models start from the same weights and train the same batches (fused AdamW, torch.compile,
 bf16 autocast on CUDA; fournil compiled block by block as its trainer does, transformers whole).
-The table shows tokens/s, MFU against a measured matmul ceiling, the ratio and the first losses
-(equal when both compute the same thing). The trainer columns time fournil's
+The table shows tokens/s, MFU against a measured matmul ceiling, fournil's peak memory (CUDA), the
+ratio and the first losses (equal when both compute the same thing). The trainer columns time fournil's
 full `Trainer` (spike guard, clipping, per-language loss, a log line per step) on the same batches;
 `tr/bare` is its ratio to the bare fournil loop (the issue's target: ≥ 0.97).
 
@@ -83,6 +83,8 @@ def hf_model(config: LlamaConfig, ours: Llama):
 
 def train(model: torch.nn.Module, is_fournil: bool, batches: list[tuple[torch.Tensor, torch.Tensor]], args, device: str) -> tuple[float, float]:
     """Tokens per second (median step after the warm-up: robust to a busy machine), and the first loss."""
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     try:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     except RuntimeError:  # a build without a fused kernel for this device
@@ -196,7 +198,7 @@ def main() -> None:
           f"{'bf16 autocast' if cuda else 'float32'}, compile {args.compile}, seq {args.seq_len}, "
           f"activation checkpointing {args.activation_checkpointing}, "
           f"matmul ceiling {ceiling / 1e12:.2f} TFLOP/s")
-    header = (f"{'size':<16}{'params':>9}{'batch':>6}{'fournil tok/s':>15}{'MFU':>7}"
+    header = (f"{'size':<16}{'params':>9}{'batch':>6}{'fournil tok/s':>15}{'MFU':>7}{'GiB':>6}"
               + (f"{'trainer tok/s':>14}{'MFU':>7}{'tr/bare':>9}" if args.trainer else "")
               + f"{'HF tok/s':>12}{'MFU':>7}{'ratio':>7}  first loss (fournil / HF)")
     print(header)
@@ -214,7 +216,8 @@ def main() -> None:
         flops = ours.flops_per_token(args.seq_len)
         rate, loss = train(ours, True, batches, args, device)
         # each figure is printed as soon as it is measured: a run stopped at a time limit keeps what it had
-        print(f"{spec.split(':')[0]:<16}{ours.num_params() / 1e6:>8.1f}M{batch:>6}{rate:>15,.0f}{flops * rate / ceiling:>7.1%}", end="", flush=True)
+        peak = f"{torch.cuda.max_memory_allocated() / 2**30:>6.1f}" if cuda else f"{'-':>6}"  # the bare loop's peak: room for a larger --batch?
+        print(f"{spec.split(':')[0]:<16}{ours.num_params() / 1e6:>8.1f}M{batch:>6}{rate:>15,.0f}{flops * rate / ceiling:>7.1%}{peak}", end="", flush=True)
         del ours
         if args.trainer:
             trainer_rate = train_with_trainer(config, batches, args, device)

@@ -78,15 +78,28 @@ def test_second_run_does_no_work(baked):
     assert {s: manifest(baked, s)["finished_at"] for s in STAGES} == before
 
 
-def test_changed_training_setting_reruns_train_and_after_only(baked, tmp_path):
+def test_changed_training_setting_keeps_the_checkpoints_until_forced_then_reruns_train_and_after_only(baked, tmp_path):
     import shutil
 
     copy = tmp_path / "mini"
     shutil.copytree(baked, copy)
-    result = subprocess.run([sys.executable, "-m", "fournil", "run", str(RECIPE), "--runs-dir", str(tmp_path),
-                             "--set", "train.lr=0.002"], capture_output=True, text=True)
+
+    def fournil(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fournil", *args, str(RECIPE), "--runs-dir", str(tmp_path),
+                               "--set", "train.lr=0.002"], capture_output=True, text=True)
+
+    refused = fournil("run")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"error: {copy / 'train'} holds work made with other settings or inputs (checkpoints/step_*); to discard it and "
+        f"start afresh, run `fournil train RECIPE --force`; to keep it, move it away first")
+    assert (copy / "train" / "final").is_dir()
+    forced = fournil("train", "--force")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert f"[train] --force: the earlier work in {copy / 'train'} is discarded" in forced.stderr
+    result = fournil("run")
     assert result.returncode == 0, result.stderr[-2000:]
-    for stage in ("corpus", "tokenizer", "mixture"):
+    for stage in ("corpus", "tokenizer", "mixture", "train"):
         assert f"[{stage}] up to date, skipped" in result.stderr
-    for stage in ("train", "evaluate", "release"):
+    for stage in ("evaluate", "release"):
         assert f"[{stage}] running" in result.stderr

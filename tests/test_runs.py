@@ -33,7 +33,7 @@ def write_parts(ctx) -> dict:
 
 FAKE = (
     Stage("a", ("tokenizer",), (), f"{__name__}:write_parts", "first"),
-    Stage("b", ("train.max_steps",), ("a",), f"{__name__}:write_parts", "second"),
+    Stage("b", ("train.max_steps", "train.log_every"), ("a",), f"{__name__}:write_parts", "second", adjustable=("train.log_every",)),
     Stage("c", ("evaluate",), ("b",), f"{__name__}:write_parts", "third"),
 )
 
@@ -58,7 +58,7 @@ def test_manifest_records_fingerprint_outputs_figures_versions(fake_stages, mini
     assert manifest["figures"] == {"parts": 5, "chars": len((run_dir / "b" / "parts.txt").read_text())}
     assert set(manifest["outputs"]) == {"parts.txt"} | {f"part{i}.txt" for i in range(5)}
     assert manifest["outputs"]["part0.txt"]["bytes"] == len("0:1000:32000")
-    assert manifest["inputs"]["fields"] == {"train.max_steps": 1000}
+    assert manifest["inputs"]["fields"] == {"train.max_steps": 1000, "train.log_every": 10}
     assert manifest["inputs"]["upstream"] == {"a": json.loads((run_dir / "a" / "manifest.json").read_text())["fingerprint"]}
     assert manifest["versions"]["python"] and manifest["versions"]["torch"]
     assert manifest["wall_seconds"] >= 0
@@ -109,6 +109,25 @@ def test_stale_work_of_another_fingerprint_is_discarded(fake_stages, minimal_rec
     runs.run_all(recipe(minimal_recipe_data, tmp_path, max_steps=9), tmp_path / "run", log=lambda m: None)
     assert ("b", False) in CALLS
     assert all(p.read_text().split(":")[1] == "9" for p in (tmp_path / "run" / "b").glob("part*.txt"))
+
+
+def test_an_adjustable_setting_resumes_the_work_instead_of_discarding_it(fake_stages, minimal_recipe_data, tmp_path):
+    runs.run_all(recipe(minimal_recipe_data, tmp_path), tmp_path / "run", log=lambda m: None)
+    (tmp_path / "run" / "b" / "part4.txt").unlink()  # as if b had more to do
+    CALLS.clear()
+    messages = []
+    runs.run_all(recipe(minimal_recipe_data, tmp_path, log_every=3), tmp_path / "run", log=messages.append)
+    assert CALLS == [("b", True), ("c", False)], "b resumes its own work; c reads b, whose fingerprint changed"
+    assert "[b] resuming: second" in messages and not any(m.startswith("[b]") and "discarded" in m for m in messages)
+    manifest = json.loads((tmp_path / "run" / "b" / "manifest.json").read_text())
+    assert manifest["inputs"]["fields"]["train.log_every"] == 3 and manifest["resumed"]
+    assert (tmp_path / "run" / "b" / "part4.txt").read_text() == "4:1000:32000"
+    CALLS.clear()
+    runs.run_all(recipe(minimal_recipe_data, tmp_path, log_every=3), tmp_path / "run", log=lambda m: None)
+    assert CALLS == [], "and then it is current"
+    runs.run_all(recipe(minimal_recipe_data, tmp_path, log_every=3, max_steps=8), tmp_path / "run", log=messages.append)
+    assert CALLS == [("b", False), ("c", False)]
+    assert f"[b] its settings or inputs changed: the earlier work in {tmp_path / 'run' / 'b'} is discarded" in messages
 
 
 def test_force_reruns(fake_stages, minimal_recipe_data, tmp_path):

@@ -36,7 +36,7 @@ app = typer.Typer(
 RecipeArg = Annotated[Path, typer.Argument(help="the recipe YAML file", show_default=False)]
 SetOpt = Annotated[list[str], typer.Option("--set", "-s", help="override a recipe field, e.g. --set train.max_steps=50 (repeatable)")]
 RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="folder that holds run folders; the run goes to RUNS_DIR/<recipe name>")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="run even if the stage's manifest is up to date")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="run afresh even if the stage's manifest is up to date, discarding its earlier work")]
 
 
 def _load(recipe: Path, overrides: list[str] | None):

@@ -6,7 +6,10 @@ library versions. A stage whose manifest carries the current fingerprint is skip
 folder holds work for the current fingerprint but no manifest was interrupted: it is resumed (the
 stage picks up its own partial work, e.g. finished corpus shards or the last checkpoint). A stage
 whose fingerprint changed starts from an empty folder, and so do the stages after it, since their
-fingerprints include it.
+fingerprints include it. Some fields only say how a stage works, not what it makes (the train
+stage's logging, checkpoint cadence, devices, micro-batch, max_steps): a change to those keeps the
+stage's work and resumes it, because its lineage (the fingerprint without them) is unchanged. Work
+that is costly to redo (checkpoints) is discarded only with --force.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class Stage:
     needs: tuple[str, ...]
     entry: str  # "module:function", the function takes a StageContext and returns figures
     help: str
+    adjustable: tuple[str, ...] = ()  # fields under `fields` whose change resumes the stage's work instead of discarding it
+    costly: str = ""  # a glob of work too costly to discard without --force (the train stage's checkpoints)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -53,7 +58,13 @@ STAGES: tuple[Stage, ...] = (
           ("corpus", "tokenizer"), "fournil.mixture.stage:run",
           "encode the corpus into token shards and plan how many tokens each language and source gives"),
     Stage("train", ("seed", "model", "train"), ("corpus", "tokenizer", "mixture"), "fournil.train.stage:run",
-          "train the model, checkpointing as it goes"),
+          "train the model, checkpointing as it goes",
+          adjustable=tuple(f"train.{f}" for f in (
+              "max_steps", "micro_batch_size", "parallelism", "device", "compile", "activation_checkpointing",
+              "checkpoint_every", "keep_last", "milestone_every", "log_every", "eval_every", "eval_chars_per_language",
+              "eval_batch_size", "spike_sigma", "spike_min_history", "rollback_after", "max_rollbacks", "peak_flops",
+              "grid_g_per_kwh", "cpu_watts_per_core", "codecarbon_country", "tensorboard", "wandb_project")),
+          costly="checkpoints/step_*"),
     Stage("evaluate", ("evaluate",), ("corpus", "tokenizer", "mixture", "train"), "fournil.evaluate.stage:run",
           "bits per byte per language on held-out documents, tasks, memorisation"),
     Stage("release", ("release",), ("corpus", "tokenizer", "mixture", "train", "evaluate"), "fournil.release.stage:run",
@@ -145,6 +156,33 @@ def fingerprint(recipe: Recipe, run_dir: Path, stage: Stage) -> str:
     return _digest({"stage": stage.name, "fields": {f: _pick(view, f) for f in stage.fields}, "upstream": upstream})
 
 
+def lineage(recipe: Recipe, run_dir: Path, stage: Stage) -> str:
+    """The fingerprint without the stage's adjustable fields: work of the same lineage can be resumed."""
+    view = json.loads(json.dumps({f: _pick(recipe.fingerprint_view(), f) for f in stage.fields}, default=str))
+    for dotted in stage.adjustable:  # a field itself ("train.log_every"), or a part of one ("train" holds log_every)
+        if dotted in view:
+            del view[dotted]
+            continue
+        field = next(f for f in stage.fields if dotted.startswith(f + "."))
+        *parents, leaf = dotted[len(field) + 1:].split(".")
+        node = view[field]
+        for part in parents:
+            node = node[part]
+        node.pop(leaf, None)
+    upstream = {name: read_manifest(run_dir / name)["fingerprint"] for name in stage.needs}
+    return _digest({"stage": stage.name, "lineage": view, "upstream": upstream})
+
+
+def _recorded_lineage(out: Path) -> str | None:
+    """The lineage of the work in a stage folder: interrupted (STARTED) or finished (the manifest)."""
+    try:
+        if (out / MANIFEST).is_file():
+            return json.loads((out / MANIFEST).read_text()).get("lineage")
+        return (out / STARTED).read_text().strip() if (out / STARTED).is_file() else None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
 def expected_fingerprint(recipe: Recipe, run_dir: Path, stage: Stage) -> str | None:
     """The fingerprint the stage would have now, or None when an earlier stage is not complete."""
     try:
@@ -191,12 +229,18 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone keeps the folder and writes the manifest
         context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=True, log=lambda message: None)
         return {"stage": stage.name, "figures": function(context) or {}}
-    started = out / STARTED
-    resuming = not force and started.is_file() and started.read_text().strip() == fp and not (out / MANIFEST).is_file()
+    line = lineage(recipe, run_dir, stage)
+    resuming = not force and _recorded_lineage(out) == line
     if not resuming and out.exists():
+        if stage.costly and not force and any(out.glob(stage.costly)):
+            raise FournilError(f"{out} holds work made with other settings or inputs ({stage.costly}); to discard it and "
+                               f"start afresh, run `fournil {stage.name} RECIPE --force`; to keep it, move it away first")
+        if any(out.iterdir()):
+            log(f"[{stage.name}] {'--force' if force else 'its settings or inputs changed'}: the earlier work in {out} is discarded")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    started.write_text(fp)
+    (out / MANIFEST).unlink(missing_ok=True)  # a finished stage resumed for an adjustable change is unfinished again
+    (out / STARTED).write_text(line)
     log(f"[{stage.name}] {'resuming' if resuming else 'running'}: {stage.help}")
     context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=resuming, log=log)
     t0 = time.time()
@@ -205,6 +249,7 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     manifest = {
         "stage": stage.name,
         "fingerprint": fp,
+        "lineage": line,
         "recipe": recipe.name,
         "inputs": {
             "fields": {f: _pick(recipe.fingerprint_view(), f) for f in stage.fields},
@@ -221,7 +266,7 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
     os.replace(tmp, out / MANIFEST)
-    started.unlink(missing_ok=True)
+    (out / STARTED).unlink(missing_ok=True)
     log(f"[{stage.name}] done in {wall:.1f}s")
     return manifest
 

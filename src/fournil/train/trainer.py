@@ -94,6 +94,8 @@ class Trainer:
         self.last_eval: dict = {}
         self.stop_signal: str | None = None
         self.run_tokens = 0
+        self.previous_wall = 0.0  # seconds the runs before this one (resumes) trained for
+        self._started = time.perf_counter()
         self.log: RunLog | None = None
         self._bar = None
         self._interval_start = time.perf_counter()
@@ -124,6 +126,7 @@ class Trainer:
             "guard": self.guard.state_dict(),
             "recent": list(self.recent),
             "energy": {"kwh": self.energy.previous_kwh + kwh},
+            "wall_seconds": self.previous_wall + time.perf_counter() - self._started,
             "ranks": per_rank,
             "recipe": self.recipe_view,
         }
@@ -156,6 +159,7 @@ class Trainer:
             self.skipped, self.rollbacks, self.log_lines = state["skipped"], state["rollbacks"], state["log_lines"]
             self.recent = deque(state["recent"], maxlen=FINAL_WINDOW)
             self.energy.load_state_dict(state["energy"] if self.topo.is_main else {"kwh": 0.0})
+            self.previous_wall = float(state.get("wall_seconds", 0.0))
             if self.codecarbon is not None:
                 earlier = state["energy"].get("codecarbon", {"kwh": 0.0, "kg_co2eq": 0.0, "from_step": self.step})
                 self.codecarbon.load_state_dict(earlier if self.topo.is_main else {**earlier, "kwh": 0.0, "kg_co2eq": 0.0})
@@ -355,12 +359,16 @@ class Trainer:
     def train(self) -> dict:
         """Run to `max_steps` (resuming from the latest valid checkpoint) and return the figures."""
         self._barrier()  # rank 0 has cleared or kept the folder before anyone looks in it
+        self._started = time.perf_counter()
         if self.cfg.codecarbon_country:
             self.codecarbon = CodecarbonTracker(self.cfg.codecarbon_country, self.energy.nvml_index)
         folder = self._latest()
         if folder is not None:
             self._load(folder, restore_data=True)
             self.resumed_from = self.step
+            if self.step > self.cfg.max_steps:
+                raise FournilError(f"{folder} is at step {self.step}, past train.max_steps = {self.cfg.max_steps}; "
+                                   f"raise train.max_steps, or start afresh with --force")
             if self.topo.is_main:
                 truncate_lines(self.out / "log.jsonl", self.log_lines)
             self.say(f"[train] resuming from {folder} (step {self.step})")
@@ -427,7 +435,8 @@ class Trainer:
         figures = {
             "steps": self.step,
             "tokens": self.step * self.batch_tokens,
-            "wall_seconds": round(wall, 3),
+            "wall_seconds": round(self.previous_wall + wall, 3),  # across resumes
+            "wall_seconds_this_run": round(wall, 3),
             "device": _device_figures(self.device, self.topo),
             "precision": "bf16 autocast, float32 weights" if self.bf16 else "float32",
             "global_batch_tokens": self.batch_tokens,
