@@ -43,7 +43,8 @@ def test_two_processes_match_one_with_the_same_global_batch_and_resume_across_pr
     # ddp resumes the single process's step-10 checkpoint on 2 processes; the others start afresh
     resumable_copy(tmp_path / "single", tmp_path / "multi" / "ddp")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(HELPER), str(tmp_path / "multi"), str(STEPS), "--parallelism", "ddp,fsdp,fsdp-compiled"],
+                             str(HELPER), str(tmp_path / "multi"), str(STEPS), "--parallelism", "ddp,fsdp,fsdp-compiled",
+                             "--codecarbon-country", "FRA"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "step_10 was written by 1 process; going on with 2 (256 tokens a step, as before)" in result.stderr
@@ -54,6 +55,8 @@ def test_two_processes_match_one_with_the_same_global_batch_and_resume_across_pr
         assert got == pytest.approx(expected, rel=1e-5), mode
         state = json.loads((tmp_path / "multi" / mode / "checkpoints" / f"step_{STEPS}" / "state.json").read_text())
         assert state["world_size"] == 2 and [r["sampler"]["sequence"] for r in state["ranks"]] == [96, 96]
+        codecarbon = state["energy"]["codecarbon"]  # both ranks' trackers, summed
+        assert codecarbon["kwh"] > 0 and codecarbon["from_step"] == (10 if mode == "ddp" else 0)  # ddp resumed without one
     # and the 2-process FSDP2 checkpoint of step 10 resumes in one process
     back = resumable_copy(tmp_path / "multi" / "fsdp", tmp_path / "back")
     said = []

@@ -32,7 +32,7 @@ from fournil.errors import FournilError
 from fournil.recipe import Recipe
 
 MANIFEST = "manifest.json"
-STARTED = ".fingerprint"  # written when a stage starts; its presence without a manifest means "interrupted"
+STARTED = ".fingerprint"  # written when a stage starts, holding its lineage; present without a manifest means "interrupted"
 HASHED_FILE_LIMIT = 256 * 2**20  # outputs larger than this are recorded by size only
 
 
