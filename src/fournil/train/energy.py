@@ -16,6 +16,7 @@ import os
 import torch
 
 from fournil.errors import FournilError
+from fournil.train.distributed import Topology, all_reduce_sum
 
 
 RUN_KEYS = ("kwh", "cpu_kwh", "gpu_kwh", "ram_kwh", "kg_co2eq")
@@ -88,16 +89,6 @@ def _nvml_handle(device: torch.device):
         return None
 
 
-def energy_figures(kwh_run: float, kwh_total: float, method: str, grid_g_per_kwh: float) -> dict:
-    return {
-        "kwh": _sig(kwh_total),
-        "kwh_this_run": _sig(kwh_run),
-        "kg_co2eq": _sig(kwh_total * grid_g_per_kwh / 1000),
-        "method": method,
-        "grid_g_per_kwh": grid_g_per_kwh,
-    }
-
-
 class CodecarbonTracker:
     """codecarbon's OfflineEmissionsTracker for this process ("process" tracking: its share of the CPU
     and RAM, and only its own GPU), with what earlier runs of the same training recorded."""
@@ -168,3 +159,64 @@ class CodecarbonTracker:
                 "kwh_this_run_by_part": {part: _sig(run[f"{part}_kwh"]) if math.isfinite(run[f"{part}_kwh"]) else None
                                          for part in ("cpu", "gpu", "ram")},
                 "since_step": self.from_step, "country": self.country, "method": method}
+
+
+class RunEnergy:
+    """What the trainer asks of energy: the meter and, when the recipe names a country, codecarbon's
+    tracker, each summed over the ranks and carried across resumes (rank 0 carries the earlier runs'
+    totals, so that a sum over the ranks counts them once)."""
+
+    def __init__(self, device: torch.device, topology: Topology, cpu_watts_per_core: float, grid_g_per_kwh: float,
+                 codecarbon_country: str | None):
+        self.meter = EnergyMeter(device, cpu_watts_per_core)
+        self.device, self.topo = device, topology
+        self.grid, self.country = grid_g_per_kwh, codecarbon_country
+        self.codecarbon: CodecarbonTracker | None = None
+
+    def start(self) -> None:
+        """Starts codecarbon's tracker when asked for (the meter counts from its construction)."""
+        if self.country and self.codecarbon is None:
+            self.codecarbon = CodecarbonTracker(self.country, self.meter.nvml_index)
+
+    def stop(self) -> None:
+        if self.codecarbon is not None:
+            self.codecarbon.stop()
+
+    def _sum(self, values: list[float]) -> list[float]:
+        return all_reduce_sum(torch.tensor(values, dtype=torch.float64, device=self.device), self.topo).tolist()
+
+    def _codecarbon_run(self) -> dict:
+        run = self.codecarbon.run_figures()
+        return dict(zip(RUN_KEYS, self._sum([run[k] for k in RUN_KEYS])))
+
+    def run_kwh(self) -> float:
+        """kWh of this run, all ranks."""
+        return self._sum([self.meter.run_kwh()])[0]
+
+    def log_fields(self) -> dict:
+        """The cumulative figures a log line carries."""
+        kwh = self.meter.previous_kwh + self.run_kwh()
+        return {"energy_kwh": _sig(kwh), "kg_co2eq": _sig(kwh * self.grid / 1000)}
+
+    def state_dict(self) -> dict:
+        state = {"kwh": self.meter.previous_kwh + self.run_kwh()}
+        if self.codecarbon is not None:
+            state["codecarbon"] = self.codecarbon.state_dict(self._codecarbon_run())
+        return state
+
+    def load_state_dict(self, state: dict, step: int) -> None:
+        """`step` is the checkpoint's: codecarbon counts from there when the checkpoint has no figures of it."""
+        main = self.topo.is_main
+        self.meter.load_state_dict(state if main else {"kwh": 0.0})
+        if self.codecarbon is not None:
+            earlier = state.get("codecarbon", {"kwh": 0.0, "kg_co2eq": 0.0, "from_step": step})
+            self.codecarbon.load_state_dict(earlier if main else {**earlier, "kwh": 0.0, "kg_co2eq": 0.0})
+
+    def figures(self) -> dict:
+        run = self.run_kwh()
+        total = self.meter.previous_kwh + run
+        figures = {"kwh": _sig(total), "kwh_this_run": _sig(run), "kg_co2eq": _sig(total * self.grid / 1000),
+                   "method": self.meter.method, "grid_g_per_kwh": self.grid}
+        if self.codecarbon is not None:
+            figures["codecarbon"] = self.codecarbon.figures(self._codecarbon_run())
+        return figures

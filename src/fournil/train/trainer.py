@@ -35,7 +35,7 @@ from fournil.errors import FournilError
 from fournil.train import checkpoint as ckpt
 from fournil.train.config import TrainConfig
 from fournil.train.distributed import Topology, all_reduce_sum, broadcast_object, gather_objects, unwrap
-from fournil.train.energy import RUN_KEYS, CodecarbonTracker, EnergyMeter, energy_figures
+from fournil.train.energy import RunEnergy
 from fournil.train.monitor import RunLog, SpikeGuard, peak_flops, truncate_lines
 from fournil.train.schedule import lr_at
 
@@ -80,8 +80,7 @@ class Trainer:
         self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
         self.optimizer = build_optimizer(model, cfg)
         self.guard = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_min_history, self.device)
-        self.energy = EnergyMeter(self.device, cfg.cpu_watts_per_core)
-        self.codecarbon: CodecarbonTracker | None = None  # started by train()
+        self.energy = RunEnergy(self.device, topology, cfg.cpu_watts_per_core, cfg.grid_g_per_kwh, cfg.codecarbon_country)
         self.peak, self.peak_source = peak_flops(self.device, cfg.peak_flops)
         self.checkpoints = self.out / "checkpoints"
         self.step = 0
@@ -114,8 +113,7 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = base64.b64encode(torch.cuda.get_rng_state(self.device).numpy().tobytes()).decode()
         per_rank = gather_objects({"sampler": self.sampler.state_dict(), "rng": rng}, self.topo)
-        kwh = all_reduce_sum(torch.tensor([self.energy.run_kwh()], dtype=torch.float64, device=self.device), self.topo).item()
-        state = {
+        return {
             "step": self.step,
             "tokens": self.step * self.batch_tokens,
             "world_size": self.topo.world_size,
@@ -125,14 +123,11 @@ class Trainer:
             "log_lines": self.log_lines,
             "guard": self.guard.state_dict(),
             "recent": list(self.recent),
-            "energy": {"kwh": self.energy.previous_kwh + kwh},
+            "energy": self.energy.state_dict(),
             "wall_seconds": self.previous_wall + time.perf_counter() - self._started,
             "ranks": per_rank,
             "recipe": self.recipe_view,
         }
-        if self.codecarbon is not None:
-            state["energy"]["codecarbon"] = self.codecarbon.state_dict(self._codecarbon_run())
-        return state
 
     def _save(self) -> None:
         self._flush()
@@ -158,11 +153,8 @@ class Trainer:
             self._restore_stream(folder, state)
             self.skipped, self.rollbacks, self.log_lines = state["skipped"], state["rollbacks"], state["log_lines"]
             self.recent = deque(state["recent"], maxlen=FINAL_WINDOW)
-            self.energy.load_state_dict(state["energy"] if self.topo.is_main else {"kwh": 0.0})
+            self.energy.load_state_dict(state["energy"], self.step)
             self.previous_wall = float(state.get("wall_seconds", 0.0))
-            if self.codecarbon is not None:
-                earlier = state["energy"].get("codecarbon", {"kwh": 0.0, "kg_co2eq": 0.0, "from_step": self.step})
-                self.codecarbon.load_state_dict(earlier if self.topo.is_main else {**earlier, "kwh": 0.0, "kg_co2eq": 0.0})
 
     def _restore_stream(self, folder: Path, state: dict) -> None:
         """Sampler and RNG. The sampler's position is global (every rank holds the same one), so a
@@ -181,12 +173,6 @@ class Trainer:
             torch.set_rng_state(_bytes_tensor(rng["torch"]))
             if self.device.type == "cuda" and "cuda" in rng:
                 torch.cuda.set_rng_state(_bytes_tensor(rng["cuda"]), self.device)
-
-    def _codecarbon_run(self) -> dict:
-        """codecarbon's figures for this run, summed over the ranks."""
-        run = self.codecarbon.run_figures()
-        summed = all_reduce_sum(torch.tensor([run[k] for k in RUN_KEYS], dtype=torch.float64, device=self.device), self.topo)
-        return dict(zip(RUN_KEYS, summed.tolist()))
 
     def _latest(self) -> Path | None:
         found = ckpt.latest_valid(self.checkpoints, self.say) if self.topo.is_main else None
@@ -264,9 +250,8 @@ class Trainer:
         """Read the pending step records from the device (the one host sync) and log them."""
         if not self.records:
             return
-        kwh_run = all_reduce_sum(torch.tensor([self.energy.run_kwh()], dtype=torch.float64, device=self.device), self.topo)
+        energy = self.energy.log_fields()  # cumulative across resumes, on the interval's last step
         rows = torch.stack(self.records).tolist()
-        kwh = self.energy.previous_kwh + kwh_run.item()  # reduced before the records were read: no wait of its own
         first = self.step - len(rows) + 1
         self.records = []
         now = time.perf_counter()
@@ -295,9 +280,7 @@ class Trainer:
                 "tokens_per_second": round(tokens_per_second, 1),
                 "mfu": mfu,
                 "memory_gib": memory,
-                # cumulative across resumes, measured when the records are read: on the interval's last step
-                "energy_kwh": float(f"{kwh:.6g}") if offset == len(rows) - 1 else None,
-                "kg_co2eq": float(f"{kwh * self.cfg.grid_g_per_kwh / 1000:.6g}") if offset == len(rows) - 1 else None,
+                **(energy if offset == len(rows) - 1 else dict.fromkeys(energy)),
             }
             self._write(record)
         if self.log is not None:
@@ -360,8 +343,7 @@ class Trainer:
         """Run to `max_steps` (resuming from the latest valid checkpoint) and return the figures."""
         self._barrier()  # rank 0 has cleared or kept the folder before anyone looks in it
         self._started = time.perf_counter()
-        if self.cfg.codecarbon_country:
-            self.codecarbon = CodecarbonTracker(self.cfg.codecarbon_country, self.energy.nvml_index)
+        self.energy.start()
         folder = self._latest()
         if folder is not None:
             self._load(folder, restore_data=True)
@@ -393,8 +375,7 @@ class Trainer:
                 signal.signal(s, handler)
             if self.log is not None:
                 self.log.close()
-            if self.codecarbon is not None:
-                self.codecarbon.stop()
+            self.energy.stop()
         return self._figures(time.perf_counter() - t0)
 
     def _loop(self) -> None:
@@ -420,7 +401,6 @@ class Trainer:
                 raise Interrupted(f"{self.stop_signal or 'signal'}: checkpoint written at step {self.step}")
 
     def _figures(self, wall: float) -> dict:
-        kwh_run = all_reduce_sum(torch.tensor([self.energy.run_kwh()], dtype=torch.float64, device=self.device), self.topo).item()
         L = len(self.languages)
         recent = list(self.recent)
         total_sum = sum(r[0] * sum(r[3 + L:3 + 2 * L]) for r in recent)
@@ -432,7 +412,7 @@ class Trainer:
             if lang in self.last_eval:
                 per_language[lang]["bits_per_byte"] = self.last_eval[lang]
         tokens_per_second = self.run_tokens / wall if wall > 0 else 0.0
-        figures = {
+        return {
             "steps": self.step,
             "tokens": self.step * self.batch_tokens,
             "wall_seconds": round(self.previous_wall + wall, 3),  # across resumes
@@ -449,14 +429,11 @@ class Trainer:
             "mfu_formula": "flops_per_token (6N + 12·L·H·Q·T) × tokens/s ÷ (peak × processes)",
             "peak_flops": self.peak,
             "peak_flops_source": self.peak_source,
-            "energy": energy_figures(kwh_run, self.energy.previous_kwh + kwh_run, self.energy.method, self.cfg.grid_g_per_kwh),
+            "energy": self.energy.figures(),
             "skipped_steps": self.skipped,
             "rollbacks": self.rollbacks,
             "resumed_from_step": self.resumed_from,
         }
-        if self.codecarbon is not None:
-            figures["energy"]["codecarbon"] = self.codecarbon.figures(self._codecarbon_run())
-        return figures
 
     def final_state_dict(self) -> dict[str, torch.Tensor]:
         """The full model weights on the CPU (gathered from every rank under FSDP2)."""
