@@ -182,7 +182,7 @@ def test_codecarbon_needs_a_country_it_knows_and_the_package(tmp_path, monkeypat
     from fournil.errors import FournilError
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="codecarbon_country"):
+    with pytest.raises(ValidationError, match="an ISO 3166 alpha-3 country code in capitals"):
         config(codecarbon_country="fr")
     with pytest.raises(FournilError, match="'XYZ' is not in codecarbon's grid data"):
         make_trainer(tmp_path / "a", config(max_steps=2, codecarbon_country="XYZ")).train()

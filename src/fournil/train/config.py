@@ -1,8 +1,9 @@
 """The `train:` section of a recipe."""
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fournil.schema import Section
 
@@ -42,7 +43,14 @@ class TrainConfig(Section):
     peak_flops: float | None = Field(None, gt=0, description="peak FLOP/s of one device for MFU; known GPUs are looked up")
     grid_g_per_kwh: float = Field(475.0, ge=0, description="grid carbon intensity in g CO2eq per kWh (475: world average, as codecarbon)")
     cpu_watts_per_core: float = Field(10.0, ge=0, description="CPU power estimate per busy core, used when no energy counter is readable")
-    codecarbon_country: str | None = Field(None, pattern="^[A-Z]{3}$", description="ISO 3166 alpha-3 code of where the run's hardware is (e.g. FRA); when set, codecarbon's offline tracker runs beside the energy meter and its kWh and CO2 (with its intensity for that country) are reported too (needs fournil[energy])")
+    codecarbon_country: str | None = Field(None, description="ISO 3166 alpha-3 code of where the run's hardware is (e.g. FRA); when set, codecarbon's offline tracker runs beside the energy meter and its kWh and CO2 (with its intensity for that country) are reported too (needs fournil[energy])")
     tensorboard: bool = Field(True, description="also write TensorBoard events when tensorboard is installed")
     wandb_project: str | None = Field(None, description="also log to this Weights & Biases project (needs wandb installed)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("codecarbon_country")
+    @classmethod
+    def _country_code(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch("[A-Z]{3}", value):
+            raise ValueError("an ISO 3166 alpha-3 country code in capitals, e.g. FRA, DEU or BRA")
+        return value
