@@ -91,8 +91,8 @@ def test_changed_training_setting_keeps_the_checkpoints_until_forced_then_reruns
     refused = fournil("run")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert refused.stderr.strip().splitlines()[-1] == (
-        f"error: {copy / 'train'} holds work made with other settings or inputs (checkpoints/step_*); to discard it and "
-        f"start afresh, run `fournil train RECIPE --force`; to keep it, move it away first")
+        f"error: {copy / 'train'} holds checkpoints/step_* made with other settings or inputs (train.lr: 0.003 → 0.002); "
+        f"to discard it and start afresh, run `fournil train RECIPE --force`; to keep it, move it away first")
     assert (copy / "train" / "final").is_dir()
     forced = fournil("train", "--force")
     assert forced.returncode == 0, forced.stderr[-2000:]

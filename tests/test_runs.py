@@ -130,6 +130,22 @@ def test_an_adjustable_setting_resumes_the_work_instead_of_discarding_it(fake_st
     assert f"[b] its settings or inputs changed: the earlier work in {tmp_path / 'run' / 'b'} is discarded" in messages
 
 
+def test_costly_work_of_another_lineage_is_kept_until_forced_and_the_error_says_what_changed(fake_stages, minimal_recipe_data,
+                                                                                            tmp_path, monkeypatch):
+    costly = Stage("b", FAKE[1].fields, FAKE[1].needs, FAKE[1].entry, "second", adjustable=FAKE[1].adjustable, costly="part*.txt")
+    monkeypatch.setattr(runs, "STAGES", (FAKE[0], costly))
+    runs.run_all(recipe(minimal_recipe_data, tmp_path), tmp_path / "run", log=lambda m: None)
+    with pytest.raises(FournilError, match=r"b holds part\*.txt made with other settings or inputs \(train.max_steps: 1000 → 7\); "
+                                           r"to discard it and start afresh, run `fournil b RECIPE --force`"):
+        runs.run_all(recipe(minimal_recipe_data, tmp_path, max_steps=7), tmp_path / "run", log=lambda m: None)
+    assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:1000:32000"
+    other_a = {**minimal_recipe_data, "tokenizer": {**minimal_recipe_data.get("tokenizer", {}), "vocab_size": 16000}}
+    with pytest.raises(FournilError, match=r"\(the a stage's output\)"):
+        runs.run_all(recipe(other_a, tmp_path), tmp_path / "run", log=lambda m: None)
+    runs.run_stage(recipe(other_a, tmp_path), tmp_path / "run", "b", force=True, log=lambda m: None)
+    assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:1000:16000"
+
+
 def test_force_reruns(fake_stages, minimal_recipe_data, tmp_path):
     r = recipe(minimal_recipe_data, tmp_path)
     runs.run_all(r, tmp_path / "run", log=lambda m: None)

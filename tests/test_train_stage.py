@@ -62,8 +62,8 @@ def test_a_finished_run_extends_when_only_how_it_trains_changes_and_restarts_whe
                   run_dir, "train", log=lambda message: None)
     # another learning rate is another run: its checkpoints are discarded only when asked to
     other = recipe(tmp_path, mixture={"canaries": {"count": 0}}, model=model, train={**train, "lr": 1e-3})
-    with pytest.raises(FournilError, match=r"holds work made with other settings or inputs \(checkpoints/step_\*\); to discard it "
-                                           r"and start afresh, run `fournil train RECIPE --force`"):
+    with pytest.raises(FournilError, match=r"holds checkpoints/step_\* made with other settings or inputs \(train.lr: 0.003 → 0.001\); "
+                                           r"to discard it and start afresh, run `fournil train RECIPE --force`"):
         run_stage(other, run_dir, "train", log=lambda message: None)
     assert (run_dir / "train" / "checkpoints" / "step_9").is_dir()
     said.clear()

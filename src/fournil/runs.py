@@ -156,31 +156,54 @@ def fingerprint(recipe: Recipe, run_dir: Path, stage: Stage) -> str:
     return _digest({"stage": stage.name, "fields": {f: _pick(view, f) for f in stage.fields}, "upstream": upstream})
 
 
-def lineage(recipe: Recipe, run_dir: Path, stage: Stage) -> str:
+def stage_inputs(recipe: Recipe, run_dir: Path, stage: Stage) -> dict:
+    """The recipe fields a stage reads and the fingerprints of the stages it reads from, as plain data."""
+    view = recipe.fingerprint_view()
+    return json.loads(json.dumps({"fields": {f: _pick(view, f) for f in stage.fields},
+                                  "upstream": {name: read_manifest(run_dir / name)["fingerprint"] for name in stage.needs}},
+                                 default=str))
+
+
+def _leaves(data: Any, prefix: str) -> dict[str, Any]:
+    """{"train.lr": 0.003, ...}: every value under `data` by its dotted path."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    return {k: v for key, value in data.items() for k, v in _leaves(value, f"{prefix}.{key}").items()}
+
+
+def _lasting(inputs: dict, stage: Stage) -> dict[str, Any]:
+    """The inputs that make a stage's work what it is: every field but the adjustable ones, and upstream."""
+    fields = {k: v for f, value in inputs["fields"].items() for k, v in _leaves(value, f).items()}
+    kept = {k: v for k, v in fields.items() if not any(k == a or k.startswith(a + ".") for a in stage.adjustable)}
+    return {**kept, **{f"the {name} stage's output": fp for name, fp in inputs["upstream"].items()}}
+
+
+def lineage(inputs: dict, stage: Stage) -> str:
     """The fingerprint without the stage's adjustable fields: work of the same lineage can be resumed."""
-    view = json.loads(json.dumps({f: _pick(recipe.fingerprint_view(), f) for f in stage.fields}, default=str))
-    for dotted in stage.adjustable:  # a field itself ("train.log_every"), or a part of one ("train" holds log_every)
-        if dotted in view:
-            del view[dotted]
-            continue
-        field = next(f for f in stage.fields if dotted.startswith(f + "."))
-        *parents, leaf = dotted[len(field) + 1:].split(".")
-        node = view[field]
-        for part in parents:
-            node = node[part]
-        node.pop(leaf, None)
-    upstream = {name: read_manifest(run_dir / name)["fingerprint"] for name in stage.needs}
-    return _digest({"stage": stage.name, "lineage": view, "upstream": upstream})
+    return _digest({"stage": stage.name, "lineage": _lasting(inputs, stage)})
 
 
-def _recorded_lineage(out: Path) -> str | None:
-    """The lineage of the work in a stage folder: interrupted (STARTED) or finished (the manifest)."""
+def _recorded(out: Path) -> dict:
+    """What made the work in a stage folder: {"lineage", "inputs"} from its manifest (finished) or
+    STARTED (interrupted); empty when neither says (an older fournil, or nothing there)."""
     try:
         if (out / MANIFEST).is_file():
-            return json.loads((out / MANIFEST).read_text()).get("lineage")
-        return (out / STARTED).read_text().strip() if (out / STARTED).is_file() else None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
+            manifest = json.loads((out / MANIFEST).read_text())
+            return {"lineage": manifest.get("lineage"), "inputs": manifest.get("inputs")}
+        return json.loads((out / STARTED).read_text()) if (out / STARTED).is_file() else {}
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return {}
+
+
+def _changes(before: dict | None, now: dict, stage: Stage) -> str:
+    """What differs between the inputs of earlier work and now, for a message."""
+    if not isinstance(before, dict) or "fields" not in before:
+        return "other settings or inputs"
+    old, new = _lasting(before, stage), _lasting(now, stage)
+    changed = [k if k.startswith("the ") else f"{k}: {old.get(k)!r} → {new.get(k)!r}"
+               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    return shown or "other settings or inputs"
 
 
 def expected_fingerprint(recipe: Recipe, run_dir: Path, stage: Stage) -> str | None:
@@ -229,18 +252,20 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone keeps the folder and writes the manifest
         context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=True, log=lambda message: None)
         return {"stage": stage.name, "figures": function(context) or {}}
-    line = lineage(recipe, run_dir, stage)
-    resuming = not force and _recorded_lineage(out) == line
+    inputs = stage_inputs(recipe, run_dir, stage)
+    line = lineage(inputs, stage)
+    recorded = _recorded(out)
+    resuming = not force and recorded.get("lineage") == line
     if not resuming and out.exists():
         if stage.costly and not force and any(out.glob(stage.costly)):
-            raise FournilError(f"{out} holds work made with other settings or inputs ({stage.costly}); to discard it and "
-                               f"start afresh, run `fournil {stage.name} RECIPE --force`; to keep it, move it away first")
+            raise FournilError(f"{out} holds {stage.costly} made with other settings or inputs ({_changes(recorded.get('inputs'), inputs, stage)}); "
+                               f"to discard it and start afresh, run `fournil {stage.name} RECIPE --force`; to keep it, move it away first")
         if any(out.iterdir()):
             log(f"[{stage.name}] {'--force' if force else 'its settings or inputs changed'}: the earlier work in {out} is discarded")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a finished stage resumed for an adjustable change is unfinished again
-    (out / STARTED).write_text(line)
+    (out / STARTED).write_text(json.dumps({"lineage": line, "inputs": inputs}))
     log(f"[{stage.name}] {'resuming' if resuming else 'running'}: {stage.help}")
     context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=resuming, log=log)
     t0 = time.time()
@@ -251,10 +276,7 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
         "fingerprint": fp,
         "lineage": line,
         "recipe": recipe.name,
-        "inputs": {
-            "fields": {f: _pick(recipe.fingerprint_view(), f) for f in stage.fields},
-            "upstream": {n: read_manifest(run_dir / n)["fingerprint"] for n in stage.needs},
-        },
+        "inputs": inputs,
         "figures": figures,
         "outputs": _outputs(out),
         "wall_seconds": round(wall, 3),
