@@ -84,9 +84,17 @@ def test_changed_training_setting_keeps_the_checkpoints_until_forced_then_reruns
     copy = tmp_path / "mini"
     shutil.copytree(baked, copy)
 
-    def fournil(*args: str) -> subprocess.CompletedProcess:
+    def fournil(*args: str, setting: str = "train.lr=0.002") -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "fournil", *args, str(RECIPE), "--runs-dir", str(tmp_path),
-                               "--set", "train.lr=0.002"], capture_output=True, text=True)
+                               "--set", setting], capture_output=True, text=True)
+
+    mixture = (copy / "mixture" / "manifest.json").read_text()
+    longer = fournil("run", setting="train.max_steps=60")  # the mixture is planned for max_steps: the run would re-plan it
+    assert longer.returncode == 2 and longer.stderr.strip().splitlines()[-1] == (
+        f"error: {copy / 'train'} holds checkpoints/step_* made with other settings or inputs (the mixture stage's output, "
+        f"as train.max_steps: 40 → 60 there); to discard it and start afresh, run `fournil train RECIPE --force`; "
+        f"to keep it, move it away first")
+    assert (copy / "mixture" / "manifest.json").read_text() == mixture, "refused before the mixture was planned again"
 
     refused = fournil("run")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

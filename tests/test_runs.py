@@ -140,8 +140,13 @@ def test_costly_work_of_another_lineage_is_kept_until_forced_and_the_error_says_
         runs.run_all(recipe(minimal_recipe_data, tmp_path, max_steps=7), tmp_path / "run", log=lambda m: None)
     assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:1000:32000"
     other_a = {**minimal_recipe_data, "tokenizer": {**minimal_recipe_data.get("tokenizer", {}), "vocab_size": 16000}}
-    with pytest.raises(FournilError, match=r"\(the a stage's output\)"):
+    CALLS.clear()
+    with pytest.raises(FournilError, match=r"\(the a stage's output, as tokenizer.vocab_size: 32000 → 16000 there\)"):
         runs.run_all(recipe(other_a, tmp_path), tmp_path / "run", log=lambda m: None)
+    assert CALLS == [], "refused before a ran: a's work is as it was"
+    with pytest.raises(FournilError, match=r"\(the a stage's output\)"):  # a alone, then b: its cause is gone from a's folder
+        runs.run_stage(recipe(other_a, tmp_path), tmp_path / "run", "a", log=lambda m: None)
+        runs.run_stage(recipe(other_a, tmp_path), tmp_path / "run", "b", log=lambda m: None)
     runs.run_stage(recipe(other_a, tmp_path), tmp_path / "run", "b", force=True, log=lambda m: None)
     assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:1000:16000"
 

@@ -9,7 +9,8 @@ whose fingerprint changed starts from an empty folder, and so do the stages afte
 fingerprints include it. Some fields only say how a stage works, not what it makes (the train
 stage's logging, checkpoint cadence, devices, micro-batch, max_steps): a change to those keeps the
 stage's work and resumes it, because its lineage (the fingerprint without them) is unchanged. Work
-that is costly to redo (checkpoints) is discarded only with --force.
+that is costly to redo (checkpoints) is discarded only with --force; `run_all` checks that before
+running any stage, since a fingerprint is a hash of inputs and so known in advance.
 """
 
 from __future__ import annotations
@@ -151,17 +152,30 @@ def completed_dir(run_dir: Path, name: str) -> Path:
 
 def fingerprint(recipe: Recipe, run_dir: Path, stage: Stage) -> str:
     """Hash of the recipe fields the stage reads and the fingerprints of the stages it reads from."""
-    view = recipe.fingerprint_view()
-    upstream = {name: read_manifest(run_dir / name)["fingerprint"] for name in stage.needs}
-    return _digest({"stage": stage.name, "fields": {f: _pick(view, f) for f in stage.fields}, "upstream": upstream})
+    return _fingerprint_of(stage_inputs(recipe, run_dir, stage), stage)
 
 
-def stage_inputs(recipe: Recipe, run_dir: Path, stage: Stage) -> dict:
-    """The recipe fields a stage reads and the fingerprints of the stages it reads from, as plain data."""
+def _fingerprint_of(inputs: dict, stage: Stage) -> str:
+    return _digest({"stage": stage.name, **inputs})
+
+
+def stage_inputs(recipe: Recipe, run_dir: Path, stage: Stage, upstream: dict[str, str] | None = None) -> dict:
+    """The recipe fields a stage reads and the fingerprints of the stages it reads from (their
+    manifests', unless given), as plain data."""
+    if upstream is None:
+        upstream = {name: read_manifest(run_dir / name)["fingerprint"] for name in stage.needs}
     view = recipe.fingerprint_view()
-    return json.loads(json.dumps({"fields": {f: _pick(view, f) for f in stage.fields},
-                                  "upstream": {name: read_manifest(run_dir / name)["fingerprint"] for name in stage.needs}},
-                                 default=str))
+    return json.loads(json.dumps({"fields": {f: _pick(view, f) for f in stage.fields}, "upstream": upstream}, default=str))
+
+
+def planned_inputs(recipe: Recipe, run_dir: Path) -> dict[str, dict]:
+    """Every stage's inputs as `run_all` would give them, before running anything: a fingerprint
+    is a hash of inputs, so an earlier stage's coming fingerprint is known without running it."""
+    planned, fingerprints = {}, {}
+    for stage in STAGES:
+        planned[stage.name] = stage_inputs(recipe, run_dir, stage, {n: fingerprints[n] for n in stage.needs})
+        fingerprints[stage.name] = _fingerprint_of(planned[stage.name], stage)
+    return planned
 
 
 def _leaves(data: Any, prefix: str) -> dict[str, Any]:
@@ -195,15 +209,31 @@ def _recorded(out: Path) -> dict:
         return {}
 
 
-def _changes(before: dict | None, now: dict, stage: Stage) -> str:
-    """What differs between the inputs of earlier work and now, for a message."""
+def _changes(before: dict | None, now: dict, stage: Stage, run_dir: Path, planned: dict[str, dict] | None = None) -> str:
+    """What differs between the inputs of earlier work and now, for a message. With `planned`
+    (before run_all runs anything), a changed earlier stage is explained by its own changes."""
     if not isinstance(before, dict) or "fields" not in before:
         return "other settings or inputs"
     old, new = _lasting(before, stage), _lasting(now, stage)
-    changed = [k if k.startswith("the ") else f"{k}: {old.get(k)!r} → {new.get(k)!r}"
-               for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) == new.get(key):
+            continue
+        name = key.split()[1] if key.startswith("the ") else None
+        if name and planned:
+            cause = _changes(_recorded(run_dir / name).get("inputs"), planned[name], get_stage(name), run_dir, planned)
+            changed.append(f"{key}, as {cause} there" if cause != "other settings or inputs" else key)
+        else:
+            changed.append(key if name else f"{key}: {old.get(key)!r} → {new.get(key)!r}")
     shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
     return shown or "other settings or inputs"
+
+
+def _refuse_to_discard(stage: Stage, out: Path, recorded: dict, inputs: dict, run_dir: Path, planned: dict | None = None) -> None:
+    if stage.costly and any(out.glob(stage.costly)) and recorded.get("lineage") != lineage(inputs, stage):
+        raise FournilError(f"{out} holds {stage.costly} made with other settings or inputs "
+                           f"({_changes(recorded.get('inputs'), inputs, stage, run_dir, planned)}); to discard it and start "
+                           f"afresh, run `fournil {stage.name} RECIPE --force`; to keep it, move it away first")
 
 
 def expected_fingerprint(recipe: Recipe, run_dir: Path, stage: Stage) -> str | None:
@@ -257,9 +287,8 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     recorded = _recorded(out)
     resuming = not force and recorded.get("lineage") == line
     if not resuming and out.exists():
-        if stage.costly and not force and any(out.glob(stage.costly)):
-            raise FournilError(f"{out} holds {stage.costly} made with other settings or inputs ({_changes(recorded.get('inputs'), inputs, stage)}); "
-                               f"to discard it and start afresh, run `fournil {stage.name} RECIPE --force`; to keep it, move it away first")
+        if not force:
+            _refuse_to_discard(stage, out, recorded, inputs, run_dir)
         if any(out.iterdir()):
             log(f"[{stage.name}] {'--force' if force else 'its settings or inputs changed'}: the earlier work in {out} is discarded")
         shutil.rmtree(out)
@@ -295,7 +324,15 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
 
 def run_all(recipe: Recipe, run_dir: Path, force: bool = False, until: str | None = None,
             log: Callable[[str], None] | None = None) -> dict[str, dict]:
-    """Run every stage in order, skipping those whose manifests are current."""
+    """Run every stage in order, skipping those whose manifests are current. Costly work that a
+    change would discard, even through an earlier stage's, stops the run before anything runs."""
+    if not force:
+        planned = planned_inputs(recipe, run_dir)
+        last = [s.name for s in STAGES].index(until) if until else len(STAGES) - 1
+        for stage in STAGES[:last + 1]:
+            out = run_dir / stage.name
+            if out.is_dir() and int(os.environ.get("RANK", "0")) == 0:
+                _refuse_to_discard(stage, out, _recorded(out), planned[stage.name], run_dir, planned)
     manifests = {}
     for stage in STAGES:
         manifests[stage.name] = run_stage(recipe, run_dir, stage.name, force=force, log=log)
