@@ -61,4 +61,5 @@ for s in $steps; do
 done
 echo "== summary"
 printf '%s\n' "${summary[@]}"
-for f in "$out"/throughput-*.txt; do [ -f "$f" ] && tail -n 1 "$f"; done
+shopt -s nullglob
+for f in "$out"/throughput-*.txt; do tail -n 1 "$f"; done
