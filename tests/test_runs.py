@@ -100,6 +100,18 @@ def test_interrupted_stage_resumes_to_the_same_result(fake_stages, minimal_recip
         assert resumed["outputs"] == clean["outputs"] and resumed["fingerprint"] == clean["fingerprint"]
 
 
+def test_an_interrupted_stage_of_an_older_fournil_resumes(fake_stages, minimal_recipe_data, tmp_path):
+    r = recipe(minimal_recipe_data, tmp_path)
+    CRASH_AFTER["b"] = 3
+    with pytest.raises(KeyboardInterrupt):
+        runs.run_all(r, tmp_path / "run", log=lambda m: None)
+    CRASH_AFTER.clear()
+    (tmp_path / "run" / "b" / runs.STARTED).write_text(runs.fingerprint(r, tmp_path / "run", FAKE[1]))  # its format then
+    CALLS.clear()
+    runs.run_all(r, tmp_path / "run", log=lambda m: None)
+    assert CALLS == [("b", True), ("c", False)]
+
+
 def test_stale_work_of_another_fingerprint_is_discarded(fake_stages, minimal_recipe_data, tmp_path):
     CRASH_AFTER["b"] = 2
     with pytest.raises(KeyboardInterrupt):

@@ -33,7 +33,7 @@ from fournil.errors import FournilError
 from fournil.recipe import Recipe
 
 MANIFEST = "manifest.json"
-STARTED = ".fingerprint"  # written when a stage starts, holding its lineage; present without a manifest means "interrupted"
+STARTED = ".fingerprint"  # written when a stage starts, holding its inputs; present without a manifest means "interrupted"
 HASHED_FILE_LIMIT = 256 * 2**20  # outputs larger than this are recorded by size only
 
 
@@ -198,15 +198,28 @@ def lineage(inputs: dict, stage: Stage) -> str:
 
 
 def _recorded(out: Path) -> dict:
-    """What made the work in a stage folder: {"lineage", "inputs"} from its manifest (finished) or
-    STARTED (interrupted); empty when neither says (an older fournil, or nothing there)."""
+    """What made the work in a stage folder: {"inputs"} from its manifest (finished) or STARTED
+    (interrupted), or {"fingerprint"} from the STARTED of an older fournil; empty when nothing says."""
     try:
         if (out / MANIFEST).is_file():
-            manifest = json.loads((out / MANIFEST).read_text())
-            return {"lineage": manifest.get("lineage"), "inputs": manifest.get("inputs")}
-        return json.loads((out / STARTED).read_text()) if (out / STARTED).is_file() else {}
+            return {"inputs": json.loads((out / MANIFEST).read_text()).get("inputs")}
+        if not (out / STARTED).is_file():
+            return {}
+        text = (out / STARTED).read_text()
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return {}
+    try:
+        return {"inputs": json.loads(text)["inputs"]}
+    except (json.JSONDecodeError, TypeError, KeyError):
+        return {"fingerprint": text.strip()}
+
+
+def _same_lineage(recorded: dict, inputs: dict, stage: Stage) -> bool:
+    """Whether the recorded work can be resumed under `inputs`."""
+    before = recorded.get("inputs")
+    if isinstance(before, dict) and isinstance(before.get("fields"), dict) and isinstance(before.get("upstream"), dict):
+        return lineage(before, stage) == lineage(inputs, stage)
+    return recorded.get("fingerprint") == _fingerprint_of(inputs, stage)
 
 
 def _changes(before: dict | None, now: dict, stage: Stage, run_dir: Path, planned: dict[str, dict] | None = None) -> str:
@@ -230,7 +243,7 @@ def _changes(before: dict | None, now: dict, stage: Stage, run_dir: Path, planne
 
 
 def _refuse_to_discard(stage: Stage, out: Path, recorded: dict, inputs: dict, run_dir: Path, planned: dict | None = None) -> None:
-    if stage.costly and any(out.glob(stage.costly)) and recorded.get("lineage") != lineage(inputs, stage):
+    if stage.costly and any(out.glob(stage.costly)) and not _same_lineage(recorded, inputs, stage):
         raise FournilError(f"{out} holds {stage.costly} made with other settings or inputs "
                            f"({_changes(recorded.get('inputs'), inputs, stage, run_dir, planned)}); to discard it and start "
                            f"afresh, run `fournil {stage.name} RECIPE --force`; to keep it, move it away first")
@@ -283,9 +296,8 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
         context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=True, log=lambda message: None)
         return {"stage": stage.name, "figures": function(context) or {}}
     inputs = stage_inputs(recipe, run_dir, stage)
-    line = lineage(inputs, stage)
     recorded = _recorded(out)
-    resuming = not force and recorded.get("lineage") == line
+    resuming = not force and _same_lineage(recorded, inputs, stage)
     if not resuming and out.exists():
         if not force:
             _refuse_to_discard(stage, out, recorded, inputs, run_dir)
@@ -294,7 +306,7 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a finished stage resumed for an adjustable change is unfinished again
-    (out / STARTED).write_text(json.dumps({"lineage": line, "inputs": inputs}))
+    (out / STARTED).write_text(json.dumps({"inputs": inputs}))
     log(f"[{stage.name}] {'resuming' if resuming else 'running'}: {stage.help}")
     context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=resuming, log=log)
     t0 = time.time()
@@ -303,7 +315,6 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     manifest = {
         "stage": stage.name,
         "fingerprint": fp,
-        "lineage": line,
         "recipe": recipe.name,
         "inputs": inputs,
         "figures": figures,
