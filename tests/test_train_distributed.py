@@ -1,10 +1,11 @@
 """Two gloo processes under torchrun, DDP and FSDP2 (eager and compiled), train like one process with
-the same global batch, and a checkpoint resumes on either number of processes."""
+the same global batch, and a checkpoint resumes on either number of processes; two "nodes" too."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,26 @@ def test_a_checkpoint_resumes_only_with_the_same_tokens_a_step(tmp_path):
     make_trainer(tmp_path, config(max_steps=10)).train()
     with pytest.raises(FournilError, match="written with 256 tokens a step .* but this run takes 512"):
         make_trainer(tmp_path, config(max_steps=20, micro_batch_size=4, global_batch_tokens=4 * 32 * 4)).train()
+
+
+def test_two_nodes_of_one_process_each_train_like_one_process(tmp_path):
+    """Multi-node semantics on one machine: two torchrun agents (node ranks 0 and 1, LOCAL_RANK 0 on
+    both) meet at a static rendezvous; global rank 0 alone writes, the losses equal one process's."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+              "--master_addr", "127.0.0.1", "--master_port", str(port)]
+    nodes = [subprocess.Popen([*launch, "--node_rank", str(n), str(HELPER), str(tmp_path / "nodes"), "4"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (0, 1)]
+    results = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        make_trainer(tmp_path / "single", config(max_steps=4, log_every=1)).train()
+    finally:
+        torch.set_num_threads(threads)
+    assert losses(tmp_path / "nodes") == pytest.approx(losses(tmp_path / "single"), rel=1e-5)  # each step logged once
+    state = json.loads((tmp_path / "nodes" / "checkpoints" / "step_4" / "state.json").read_text())
+    assert state["world_size"] == 2 and len(state["ranks"]) == 2
