@@ -189,3 +189,23 @@ def test_codecarbon_needs_a_country_it_knows_and_the_package(tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "codecarbon", None)
     with pytest.raises(FournilError, match=r"needs codecarbon: pip install 'fournil\[energy\]'"):
         make_trainer(tmp_path / "b", config(max_steps=2, codecarbon_country="FRA")).train()
+
+
+def test_out_of_memory_says_what_to_lower_and_the_run_resumes_with_it(tmp_path):
+    from fournil.errors import FournilError
+
+    make_trainer(tmp_path, config(max_steps=10, checkpoint_every=10)).train()
+    model = tiny_model()
+    forward = model.forward
+
+    def too_big(input_ids, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if input_ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(input_ids, *args, **kwargs)
+
+    model.forward = too_big
+    with pytest.raises(FournilError, match=r"^out of memory in step 11 \(CPU .*\) with 4 sequences of 32 tokens a micro-batch: "
+                                           r"lower train.micro_batch_size .* then run the same command again: it resumes"):
+        make_trainer(tmp_path, config(max_steps=20), model=model).train()
+    figures = make_trainer(tmp_path, config(max_steps=20, micro_batch_size=2), model=model).train()
+    assert figures["resumed_from_step"] == 10 and figures["steps"] == 20 and figures["gradient_accumulation"] == 4

@@ -36,7 +36,7 @@ from fournil.train import checkpoint as ckpt
 from fournil.train.config import TrainConfig
 from fournil.train.distributed import Topology, all_reduce_sum, broadcast_object, gather_objects, unwrap
 from fournil.train.energy import RunEnergy
-from fournil.train.monitor import RunLog, SpikeGuard, peak_flops, truncate_lines
+from fournil.train.monitor import RunLog, SpikeGuard, device_name, peak_flops, truncate_lines
 from fournil.train.schedule import lr_at
 
 IGNORE = -100
@@ -370,6 +370,8 @@ class Trainer:
                 if self._bar is not None:
                     self._task = self._bar.add_task("train", total=self.cfg.max_steps, completed=self.step, rate="")
                 self._loop()
+        except torch.OutOfMemoryError:
+            raise FournilError(self._out_of_memory()) from None
         finally:
             for s, handler in handlers.items():
                 signal.signal(s, handler)
@@ -377,6 +379,17 @@ class Trainer:
                 self.log.close()
             self.energy.stop()
         return self._figures(time.perf_counter() - t0)
+
+    def _out_of_memory(self) -> str:
+        """The way out of an out-of-memory error: a smaller micro-batch is an adjustable setting, so the run resumes."""
+        where = device_name(self.device)
+        if self.device.type == "cuda":
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            where += f", {torch.cuda.max_memory_allocated(self.device) / 2**30:.1f} of {total / 2**30:.0f} GiB at the peak"
+        resume = "; then run the same command again: it resumes from the last checkpoint" if any(self.checkpoints.glob("step_*")) else ""
+        return (f"out of memory in step {self.step + 1} ({where}) with {self.cfg.micro_batch_size} sequences of {self.seq_len} "
+                f"tokens a micro-batch: lower train.micro_batch_size (gradient accumulation keeps the global batch) or set "
+                f"train.activation_checkpointing: ops (or selective, full){resume}")
 
     def _loop(self) -> None:
         cfg = self.cfg
@@ -445,8 +458,6 @@ def _bytes_tensor(text: str) -> torch.Tensor:
 
 
 def _device_figures(device: torch.device, topology: Topology) -> dict:
-    from fournil.train.monitor import device_name
-
     return {"name": device_name(device), "type": device.type, "processes": topology.world_size}
 
 
