@@ -209,3 +209,25 @@ def test_out_of_memory_says_what_to_lower_and_the_run_resumes_with_it(tmp_path):
         make_trainer(tmp_path, config(max_steps=20), model=model).train()
     figures = make_trainer(tmp_path, config(max_steps=20, micro_batch_size=2), model=model).train()
     assert figures["resumed_from_step"] == 10 and figures["steps"] == 20 and figures["gradient_accumulation"] == 4
+
+
+def test_a_full_disk_while_checkpointing_is_a_clear_error_and_the_run_resumes_from_the_last_good_one(tmp_path, monkeypatch):
+    import errno
+
+    from fournil.errors import FournilError
+
+    make_trainer(tmp_path, config(max_steps=10, checkpoint_every=10)).train()
+    real_save = ckpt.save_file
+
+    def full(tensors, path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if "optimizer" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", full)
+    with pytest.raises(FournilError, match=r"could not write checkpoint .*step_20: No space left on device; make room .* "
+                                           r"it resumes from the last complete checkpoint"):
+        make_trainer(tmp_path, config(max_steps=20, checkpoint_every=10)).train()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()) == ["step_10"]  # no half-written folder
+    monkeypatch.setattr(ckpt, "save_file", real_save)
+    assert make_trainer(tmp_path, config(max_steps=20, checkpoint_every=10)).train()["resumed_from_step"] == 10

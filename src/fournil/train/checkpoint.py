@@ -23,6 +23,8 @@ import xxhash
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from fournil.errors import FournilError
+
 STEP_DIR = re.compile(r"^step_(\d+)$")
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json", "config.json")
 
@@ -92,6 +94,24 @@ def save_checkpoint(root: Path, step: int, model: dict[str, torch.Tensor], optim
         shutil.rmtree(leftover, ignore_errors=True)
     final = root / f"step_{step}"
     tmp = root / f".tmp-step_{step}"
+    try:
+        _write_files(tmp, model, optimizer, state, config)
+    except OSError as error:  # a full disk or a lost mount: the earlier checkpoints are untouched
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FournilError(f"could not write checkpoint {final}: {error.strerror or error}; make room (train.keep_last keeps "
+                           f"fewer) and run the same command again: it resumes from the last complete checkpoint") from None
+    if final.exists():  # a step redone after a rollback
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync(root)
+    pointer = root / ".latest.tmp"
+    pointer.write_text(final.name)
+    os.replace(pointer, root / "latest")
+    _prune(root, keep_last, milestone_every)
+    return final
+
+
+def _write_files(tmp: Path, model: dict[str, torch.Tensor], optimizer: dict, state: dict, config: dict) -> None:
     tmp.mkdir()
     optimizer_tensors, optimizer_meta = flatten_optimizer(optimizer)
     save_file(_plain(model), tmp / "model.safetensors")
@@ -102,15 +122,6 @@ def save_checkpoint(root: Path, step: int, model: dict[str, torch.Tensor], optim
         _fsync(tmp / name)
     (tmp / "checksums.json").write_text(json.dumps({"algorithm": "xxh3_128", "files": {n: _digest(tmp / n) for n in FILES}}, indent=2))
     _fsync(tmp / "checksums.json")
-    if final.exists():  # a step redone after a rollback
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync(root)
-    pointer = root / ".latest.tmp"
-    pointer.write_text(final.name)
-    os.replace(pointer, root / "latest")
-    _prune(root, keep_last, milestone_every)
-    return final
 
 
 def _json_default(value: Any) -> Any:
