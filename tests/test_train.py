@@ -139,6 +139,34 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
     assert step_losses(run) == step_losses(reference)
 
 
+def test_every_checkpoint_corrupt_is_an_error_not_a_silent_restart(tmp_path):
+    from fournil.errors import FournilError
+
+    make_trainer(tmp_path, config(max_steps=20, keep_last=2)).train()
+    for folder in (tmp_path / "checkpoints").glob("step_*"):
+        (folder / "state.json").write_text("{}")
+    with pytest.raises(FournilError, match=r"every checkpoint in .*checkpoints is corrupt .*; move the folder away to keep it, "
+                                           r"or run with --force to start afresh"):
+        make_trainer(tmp_path, config(max_steps=20)).train()
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_and_logs_each_step_once(tmp_path):
+    first = make_trainer(tmp_path, config(max_steps=20, checkpoint_every=50, log_every=1))
+    step = first.train_step
+
+    def killed_at_step_5() -> None:
+        step()
+        if first.step == 5:
+            raise KeyboardInterrupt  # as SIGKILL: no checkpoint written
+
+    first.train_step = killed_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    assert list(step_losses(tmp_path)) == [1, 2, 3, 4]
+    make_trainer(tmp_path, config(max_steps=8, checkpoint_every=50, log_every=1)).train()
+    assert list(step_losses(tmp_path)) == list(range(1, 9))
+
+
 def test_checkpoints_keep_the_last_k_and_milestones(tmp_path):
     make_trainer(tmp_path, config(max_steps=50, keep_last=2, milestone_every=20)).train()
     assert [s for s, _ in ckpt.step_dirs(tmp_path / "checkpoints")] == [20, 40, 50]

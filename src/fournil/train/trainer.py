@@ -354,6 +354,11 @@ class Trainer:
             if self.topo.is_main:
                 truncate_lines(self.out / "log.jsonl", self.log_lines)
             self.say(f"[train] resuming from {folder} (step {self.step})")
+        elif broadcast_object(self.topo.is_main and bool(ckpt.step_dirs(self.checkpoints)), self.topo):
+            raise FournilError(f"every checkpoint in {self.checkpoints} is corrupt (see the warnings above); move the folder "
+                               f"away to keep it, or run with --force to start afresh")
+        elif self.topo.is_main:  # from step 0: a run stopped before its first checkpoint logs its steps once
+            truncate_lines(self.out / "log.jsonl", 0)
         if self.topo.is_main:
             self.log = RunLog(self.out / "log.jsonl", self.cfg.tensorboard, self.cfg.wandb_project, self.run_name, self.recipe_view)
         handlers = {}
