@@ -259,3 +259,18 @@ def test_a_full_disk_while_checkpointing_is_a_clear_error_and_the_run_resumes_fr
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()) == ["step_10"]  # no half-written folder
     monkeypatch.setattr(ckpt, "save_file", real_save)
     assert make_trainer(tmp_path, config(max_steps=20, checkpoint_every=10)).train()["resumed_from_step"] == 10
+
+
+def test_a_finished_run_resumed_with_nothing_left_to_train_keeps_its_final_scores(tmp_path):
+    first = make_trainer(tmp_path, config(max_steps=10, checkpoint_every=10))
+    first.evaluator = lambda model: {"fr": 1.25, "en": 2.5}
+    assert first.train()["per_language"]["fr"]["bits_per_byte"] == 1.25
+    again = make_trainer(tmp_path, config(max_steps=10, log_every=2))  # e.g. the stage resumed for another log_every
+
+    def not_again(model):  # noqa: ANN001, ANN202
+        raise AssertionError("no step was trained, so nothing is evaluated again")
+
+    again.evaluator = not_again
+    figures = again.train()
+    assert figures["resumed_from_step"] == 10
+    assert {lang: v["bits_per_byte"] for lang, v in figures["per_language"].items()} == {"fr": 1.25, "en": 2.5}

@@ -123,6 +123,7 @@ class Trainer:
             "log_lines": self.log_lines,
             "guard": self.guard.state_dict(),
             "recent": list(self.recent),
+            "last_eval": self.last_eval,
             "energy": self.energy.state_dict(),
             "wall_seconds": self.previous_wall + time.perf_counter() - self._started,
             "ranks": per_rank,
@@ -153,6 +154,7 @@ class Trainer:
             self._restore_stream(folder, state)
             self.skipped, self.rollbacks, self.log_lines = state["skipped"], state["rollbacks"], state["log_lines"]
             self.recent = deque(state["recent"], maxlen=FINAL_WINDOW)
+            self.last_eval = state.get("last_eval", {})  # a finished run resumed with nothing left to train keeps its scores
             self.energy.load_state_dict(state["energy"], self.step)
             self.previous_wall = float(state.get("wall_seconds", 0.0))
 
