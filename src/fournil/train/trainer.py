@@ -92,7 +92,6 @@ class Trainer:
         self.recent: deque[list[float]] = deque(maxlen=FINAL_WINDOW)
         self.last_eval: dict = {}
         self.stop_signal: str | None = None
-        self.run_tokens = 0
         self.previous_wall = 0.0  # seconds the runs before this one (resumes) trained for
         self._started = time.perf_counter()
         self.log: RunLog | None = None
@@ -245,7 +244,6 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.run_tokens += self.batch_tokens
         self.records.append(torch.cat([torch.stack([loss, norm.float(), skip.float()]), sums[1:], counts[1:]]))
 
     def _flush(self) -> None:
@@ -431,11 +429,12 @@ class Trainer:
             per_language[lang] = {"final_loss": round(s / n, 5) if n else None}
             if lang in self.last_eval:
                 per_language[lang]["bits_per_byte"] = self.last_eval[lang]
-        tokens_per_second = self.run_tokens / wall if wall > 0 else 0.0
+        total_wall = self.previous_wall + wall  # across resumes, so a resume with nothing left to train keeps the figure
+        tokens_per_second = self.step * self.batch_tokens / total_wall if total_wall > 0 else 0.0
         return {
             "steps": self.step,
             "tokens": self.step * self.batch_tokens,
-            "wall_seconds": round(self.previous_wall + wall, 3),  # across resumes
+            "wall_seconds": round(total_wall, 3),
             "wall_seconds_this_run": round(wall, 3),
             "device": _device_figures(self.device, self.topo),
             "precision": "bf16 autocast, float32 weights" if self.bf16 else "float32",
