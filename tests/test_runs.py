@@ -151,10 +151,12 @@ def test_costly_work_of_another_lineage_is_kept_until_forced_and_the_error_says_
                                            r"to discard it and start afresh, run `fournil b RECIPE --force`"):
         runs.run_all(recipe(minimal_recipe_data, tmp_path, max_steps=7), tmp_path / "run", log=lambda m: None)
     assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:1000:32000"
+    runs.run_all(recipe(minimal_recipe_data, tmp_path, max_steps=7), tmp_path / "run", until="a", log=lambda m: None)  # b not run
     other_a = {**minimal_recipe_data, "tokenizer": {**minimal_recipe_data.get("tokenizer", {}), "vocab_size": 16000}}
     CALLS.clear()
-    with pytest.raises(FournilError, match=r"\(the a stage's output, as tokenizer.vocab_size: 32000 → 16000 there\)"):
-        runs.run_all(recipe(other_a, tmp_path), tmp_path / "run", log=lambda m: None)
+    for until in (None, "a"):  # rerunning a alone would also leave b's work without the a it was made from
+        with pytest.raises(FournilError, match=r"\(the a stage's output, as tokenizer.vocab_size: 32000 → 16000 there\)"):
+            runs.run_all(recipe(other_a, tmp_path), tmp_path / "run", until=until, log=lambda m: None)
     assert CALLS == [], "refused before a ran: a's work is as it was"
     with pytest.raises(FournilError, match=r"\(the a stage's output\)"):  # a alone, then b: its cause is gone from a's folder
         runs.run_stage(recipe(other_a, tmp_path), tmp_path / "run", "a", log=lambda m: None)

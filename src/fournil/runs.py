@@ -335,15 +335,22 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
 
 def run_all(recipe: Recipe, run_dir: Path, force: bool = False, until: str | None = None,
             log: Callable[[str], None] | None = None) -> dict[str, dict]:
-    """Run every stage in order, skipping those whose manifests are current. Costly work that a
-    change would discard, even through an earlier stage's, stops the run before anything runs."""
-    if not force:
+    """Run every stage in order (to `until`), skipping those whose manifests are current. Costly work
+    that the change would discard, or leave without the earlier stages it was made from (a stage
+    past `until` too), stops the run before anything runs."""
+    if not force and int(os.environ.get("RANK", "0")) == 0:
         planned = planned_inputs(recipe, run_dir)
         last = [s.name for s in STAGES].index(until) if until else len(STAGES) - 1
-        for stage in STAGES[:last + 1]:
-            out = run_dir / stage.name
-            if out.is_dir() and int(os.environ.get("RANK", "0")) == 0:
-                _refuse_to_discard(stage, out, _recorded(out), planned[stage.name], run_dir, planned)
+        for k, stage in enumerate(STAGES):
+            out, recorded = run_dir / stage.name, _recorded(run_dir / stage.name)
+            inputs = planned[stage.name]
+            if k > last:  # not run now, but its work must not lose the earlier stages it was made from
+                before = recorded.get("inputs")
+                if not isinstance(before, dict) or not isinstance(before.get("fields"), dict):
+                    continue
+                inputs = {"fields": before["fields"], "upstream": inputs["upstream"]}
+            if out.is_dir():
+                _refuse_to_discard(stage, out, recorded, inputs, run_dir, planned)
     manifests = {}
     for stage in STAGES:
         manifests[stage.name] = run_stage(recipe, run_dir, stage.name, force=force, log=log)
