@@ -276,3 +276,17 @@ def test_a_finished_run_resumed_with_nothing_left_to_train_keeps_its_final_score
     assert {lang: v["bits_per_byte"] for lang, v in figures["per_language"].items()} == {"fr": 1.25, "en": 2.5}
     assert figures["tokens_per_second"] > 0
     assert figures["tokens_per_second"] == pytest.approx(figures["tokens"] / figures["wall_seconds"], rel=1e-2)
+
+
+def test_a_checkpoint_of_an_older_fournil_without_wall_time_gives_no_invented_throughput(tmp_path):
+    make_trainer(tmp_path, config(max_steps=10, checkpoint_every=10)).train()
+    folder = tmp_path / "checkpoints" / "step_10"
+    state = json.loads((folder / "state.json").read_text())
+    del state["wall_seconds"], state["last_eval"]  # as written before they were recorded
+    (folder / "state.json").write_text(json.dumps(state))
+    sums = json.loads((folder / "checksums.json").read_text())
+    sums["files"]["state.json"] = ckpt._digest(folder / "state.json")
+    (folder / "checksums.json").write_text(json.dumps(sums))
+    figures = make_trainer(tmp_path, config(max_steps=10)).train()
+    assert figures["resumed_from_step"] == 10 and figures["wall_seconds"] is None and figures["tokens_per_second"] is None
+    assert figures["mfu"] is None

@@ -92,7 +92,7 @@ class Trainer:
         self.recent: deque[list[float]] = deque(maxlen=FINAL_WINDOW)
         self.last_eval: dict = {}
         self.stop_signal: str | None = None
-        self.previous_wall = 0.0  # seconds the runs before this one (resumes) trained for
+        self.previous_wall: float | None = 0.0  # seconds the runs before this one (resumes) trained for
         self._started = time.perf_counter()
         self.log: RunLog | None = None
         self._bar = None
@@ -124,7 +124,7 @@ class Trainer:
             "recent": list(self.recent),
             "last_eval": self.last_eval,
             "energy": self.energy.state_dict(),
-            "wall_seconds": self.previous_wall + time.perf_counter() - self._started,
+            "wall_seconds": (self.previous_wall or 0.0) + time.perf_counter() - self._started,
             "ranks": per_rank,
             "recipe": self.recipe_view,
         }
@@ -155,7 +155,7 @@ class Trainer:
             self.recent = deque(state["recent"], maxlen=FINAL_WINDOW)
             self.last_eval = state.get("last_eval", {})  # a finished run resumed with nothing left to train keeps its scores
             self.energy.load_state_dict(state["energy"], self.step)
-            self.previous_wall = float(state.get("wall_seconds", 0.0))
+            self.previous_wall = state.get("wall_seconds")  # None from a checkpoint of an older fournil
 
     def _restore_stream(self, folder: Path, state: dict) -> None:
         """Sampler and RNG. The sampler's position is global (every rank holds the same one), so a
@@ -429,12 +429,13 @@ class Trainer:
             per_language[lang] = {"final_loss": round(s / n, 5) if n else None}
             if lang in self.last_eval:
                 per_language[lang]["bits_per_byte"] = self.last_eval[lang]
-        total_wall = self.previous_wall + wall  # across resumes, so a resume with nothing left to train keeps the figure
-        tokens_per_second = self.step * self.batch_tokens / total_wall if total_wall > 0 else 0.0
+        # across resumes, so a resume with nothing left to train keeps the figure; unknown before an older checkpoint
+        total_wall = None if self.previous_wall is None else self.previous_wall + wall
+        tokens_per_second = self.step * self.batch_tokens / total_wall if total_wall else None
         return {
             "steps": self.step,
             "tokens": self.step * self.batch_tokens,
-            "wall_seconds": round(total_wall, 3),
+            "wall_seconds": round(total_wall, 3) if total_wall is not None else None,
             "wall_seconds_this_run": round(wall, 3),
             "device": _device_figures(self.device, self.topo),
             "precision": "bf16 autocast, float32 weights" if self.bf16 else "float32",
@@ -443,8 +444,8 @@ class Trainer:
             "final_loss": round(total_sum / total_count, 5) if total_count else None,
             "final_loss_window_steps": len(recent),
             "per_language": per_language,
-            "tokens_per_second": round(tokens_per_second, 1),
-            "mfu": self._mfu(tokens_per_second),
+            "tokens_per_second": round(tokens_per_second, 1) if tokens_per_second else None,
+            "mfu": self._mfu(tokens_per_second) if tokens_per_second else None,
             "mfu_formula": "flops_per_token (6N + 12·L·H·Q·T) × tokens/s ÷ (peak × processes)",
             "peak_flops": self.peak,
             "peak_flops_source": self.peak_source,
