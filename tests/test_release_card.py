@@ -126,6 +126,17 @@ def test_missing_records_are_shown_as_missing_never_invented(tmp_path, monkeypat
     assert not re.search(r"\bnan\b|None", card)
 
 
+def test_a_wall_time_the_train_stage_could_not_know_is_not_replaced_by_its_last_resume(tmp_path, monkeypatch):
+    install_fake_hf(monkeypatch)
+    run_dir = make_run(tmp_path / "run")
+    manifest = json.loads((run_dir / "train" / "manifest.json").read_text())
+    manifest["figures"]["wall_seconds"], manifest["wall_seconds"] = None, 1.6  # resumed from an older checkpoint
+    (run_dir / "train" / "manifest.json").write_text(json.dumps(manifest))
+    ctx = context(run_dir)
+    run(ctx)
+    assert _row((ctx.out / "README.md").read_text(), "wall time", "| figure | value")[1] == "not recorded"
+
+
 def test_memorisation_table_has_one_row_per_repeat_count(released):
     out, _ = released
     card = (out / "README.md").read_text()

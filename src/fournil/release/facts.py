@@ -232,7 +232,9 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
     train = {
         "steps": _num(train_fig.get("steps")),
         "tokens": _num(_first(train_fig.get("tokens"), train_fig.get("tokens_seen"))),
-        "wall_seconds": _num(_first(train_fig.get("wall_seconds"), dig(records.manifest("train"), "wall_seconds"))),
+        # a train stage that records its own wall time (null when it could not know it) is not second-guessed
+        "wall_seconds": _num(train_fig["wall_seconds"] if "wall_seconds" in train_fig
+                             else dig(records.manifest("train"), "wall_seconds")),
         "hardware": _hardware(_first(train_fig.get("device"), train_fig.get("hardware"))),
         "energy_kwh": _num(_first(energy.get("kwh"), train_fig.get("energy_kwh"))),
         "co2_kg": _num(_first(energy.get("kg_co2eq"), train_fig.get("kg_co2eq"))),
