@@ -344,6 +344,35 @@ class Trainer:
         self._barrier()  # rank 0 has cleared or kept the folder before anyone looks in it
         self._started = time.perf_counter()
         self.energy.start()
+        handlers = {}
+        try:
+            self._resume_or_start()
+            if self.topo.is_main:
+                self.log = RunLog(self.out / "log.jsonl", self.cfg.tensorboard, self.cfg.wandb_project, self.run_name, self.recipe_view)
+            if threading.current_thread() is threading.main_thread():
+                handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+            progress = contextlib.nullcontext()
+            if self.topo.is_main:
+                from fournil.progress import bar
+
+                progress = self._bar = bar()
+            t0 = time.perf_counter()
+            with progress:
+                if self._bar is not None:
+                    self._task = self._bar.add_task("train", total=self.cfg.max_steps, completed=self.step, rate="")
+                self._loop()
+        except torch.OutOfMemoryError:
+            raise FournilError(self._out_of_memory()) from None
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+            if self.log is not None:
+                self.log.close()
+            self.energy.stop()  # codecarbon's threads too, whatever stopped the run
+        return self._figures(time.perf_counter() - t0)
+
+    def _resume_or_start(self) -> None:
+        """Load the latest valid checkpoint, or start from step 0 with the log cut back to nothing."""
         folder = self._latest()
         if folder is not None:
             self._load(folder, restore_data=True)
@@ -357,33 +386,8 @@ class Trainer:
         elif broadcast_object(self.topo.is_main and bool(ckpt.step_dirs(self.checkpoints)), self.topo):
             raise FournilError(f"every checkpoint in {self.checkpoints} is corrupt (see the warnings above); move the folder "
                                f"away to keep it, or run with --force to start afresh")
-        elif self.topo.is_main:  # from step 0: a run stopped before its first checkpoint logs its steps once
+        elif self.topo.is_main:  # a run stopped before its first checkpoint logs its steps once
             truncate_lines(self.out / "log.jsonl", 0)
-        if self.topo.is_main:
-            self.log = RunLog(self.out / "log.jsonl", self.cfg.tensorboard, self.cfg.wandb_project, self.run_name, self.recipe_view)
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        progress = contextlib.nullcontext()
-        if self.topo.is_main:
-            from fournil.progress import bar
-
-            progress = self._bar = bar()
-        t0 = time.perf_counter()
-        try:
-            with progress:
-                if self._bar is not None:
-                    self._task = self._bar.add_task("train", total=self.cfg.max_steps, completed=self.step, rate="")
-                self._loop()
-        except torch.OutOfMemoryError:
-            raise FournilError(self._out_of_memory()) from None
-        finally:
-            for s, handler in handlers.items():
-                signal.signal(s, handler)
-            if self.log is not None:
-                self.log.close()
-            self.energy.stop()
-        return self._figures(time.perf_counter() - t0)
 
     def _out_of_memory(self) -> str:
         """The way out of an out-of-memory error: a smaller micro-batch is an adjustable setting, so the run resumes."""
