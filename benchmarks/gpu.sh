@@ -5,7 +5,7 @@
 # lines printed are a summary. Run from the repository root, on the GPU machine:
 #   bash benchmarks/gpu.sh tests bake loss   # one call, under 10 minutes whatever happens
 #   bash benchmarks/gpu.sh throughput        # another: the three sizes, 190 s each at most
-#   bash benchmarks/gpu.sh fit               # if minutes are left: 1.3B at micro-batch 8 with `ops` checkpointing
+#   bash benchmarks/gpu.sh fit               # if minutes are left: 1.3B at micro-batch 8 with `ops`; 160M compiled whole
 # Before the call, on this machine: scripts/gpu_wheels.sh (dependencies the image lacks, into .whl/)
 # and `fournil run tests/recipes/mini.yaml --until mixture` (the bake's CPU stages, into runs/mini/);
 # the call carries .whl and runs/mini. See docs/train.md, "On a GPU".
@@ -54,8 +54,9 @@ for s in $steps; do
       for size in ttl-460m croissant-1.3b ttl-160m; do
         step "throughput-$size" 190 $python benchmarks/throughput.py --sizes "$size"
       done ;;
-    fit)  # if time is left: croissant-1.3b at twice the micro-batch, with op-level activation checkpointing
-      step throughput-1.3b-ops 190 $python benchmarks/throughput.py --sizes croissant-1.3b --batch 8 --activation-checkpointing ops ;;
+    fit)  # if time is left: croissant-1.3b at twice the micro-batch with op-level checkpointing; ttl-160m compiled whole
+      step throughput-1.3b-ops 190 $python benchmarks/throughput.py --sizes croissant-1.3b --batch 8 --activation-checkpointing ops
+      step throughput-160m-whole 150 $python benchmarks/throughput.py --sizes ttl-160m --compile-whole --no-trainer --no-peer ;;
     *) echo "unknown step $s (steps: tests bake loss throughput fit)"; exit 2 ;;
   esac
 done

@@ -99,7 +99,7 @@ def train(model: torch.nn.Module, is_fournil: bool, batches: list[tuple[torch.Te
     step = loss_of
     if is_fournil:
         checkpoint_blocks(model, args.activation_checkpointing)
-    if args.compile and is_fournil:
+    if args.compile and is_fournil and not args.compile_whole:
         compile_model(model)  # as the trainer does: each block, then the norm and the fused head
     elif args.compile:
         step = torch.compile(loss_of)  # transformers' users compile the whole model
@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10 if cuda else 4, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3 if cuda else 2, help="untimed steps (compilation) before them")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--compile-whole", action="store_true",
+                        help="compile fournil's bare loop whole, as transformers' is, instead of block by block (the trainer's way)")
     parser.add_argument("--activation-checkpointing", choices=["none", "ops", "selective", "full"], default="none",
                         help="fournil's model only (memory for compute, to fit a larger --batch); see docs/train.md")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also train transformers' Llama")
@@ -195,7 +197,7 @@ def main() -> None:
     torch.set_float32_matmul_precision("high")
     ceiling = matmul_ceiling(device, dtype)
     print(f"device {torch.cuda.get_device_name() if cuda else 'cpu'} ({torch.get_num_threads()} threads), torch {torch.__version__}, "
-          f"{'bf16 autocast' if cuda else 'float32'}, compile {args.compile}, seq {args.seq_len}, "
+          f"{'bf16 autocast' if cuda else 'float32'}, compile {args.compile}{' (whole)' if args.compile_whole else ''}, seq {args.seq_len}, "
           f"activation checkpointing {args.activation_checkpointing}, "
           f"matmul ceiling {ceiling / 1e12:.2f} TFLOP/s")
     header = (f"{'size':<16}{'params':>9}{'batch':>6}{'fournil tok/s':>15}{'MFU':>7}{'GiB':>6}"
