@@ -85,14 +85,14 @@ def _matmul_and_attention_ops() -> set:
     return {getattr(aten, name).default for name in names if hasattr(aten, name)}
 
 
+_SAVED_OPS = _matmul_and_attention_ops()
+
+
 def _save_only_matmuls(ctx, op, *args, **kwargs):  # noqa: ANN001, ANN202, ARG001
     """Keep what is costly to redo (matmuls, attention); recompute the elementwise rest."""
     from torch.utils.checkpoint import CheckpointPolicy
 
     return CheckpointPolicy.MUST_SAVE if op in _SAVED_OPS else CheckpointPolicy.PREFER_RECOMPUTE
-
-
-_SAVED_OPS = _matmul_and_attention_ops()
 
 
 def checkpoint_blocks(model: nn.Module, mode: str) -> None:

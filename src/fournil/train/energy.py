@@ -26,6 +26,11 @@ def _sig(x: float) -> float:
     return float(f"{x:.6g}")
 
 
+def _sig_or_none(x: float) -> float | None:
+    """A figure codecarbon gave (6 significant digits), or None where it gave none (NaN)."""
+    return _sig(x) if math.isfinite(x) else None
+
+
 class EnergyMeter:
     """Energy used by this process, plus what earlier runs of the same training recorded."""
 
@@ -62,9 +67,6 @@ class EnergyMeter:
         cpu_joules = (_cpu_seconds() - self._cpu0) * self.cpu_watts_per_core
         gpu_joules = (self._gpu_millijoules() - self._gpu0) / 1000
         return (cpu_joules + gpu_joules) / 3.6e6
-
-    def state_dict(self) -> dict:
-        return {"kwh": self.previous_kwh + self.run_kwh()}
 
     def load_state_dict(self, state: dict) -> None:
         self.previous_kwh = float(state["kwh"])
@@ -155,9 +157,8 @@ class CodecarbonTracker:
         if not math.isfinite(run["kwh"]):
             method += "; it returned no figures for this run, which are left out"
         return {"kwh": _sig(cumulative["kwh"]), "kg_co2eq": _sig(cumulative["kg_co2eq"]),
-                "kwh_this_run": _sig(run["kwh"]) if math.isfinite(run["kwh"]) else None,
-                "kwh_this_run_by_part": {part: _sig(run[f"{part}_kwh"]) if math.isfinite(run[f"{part}_kwh"]) else None
-                                         for part in ("cpu", "gpu", "ram")},
+                "kwh_this_run": _sig_or_none(run["kwh"]),
+                "kwh_this_run_by_part": {part: _sig_or_none(run[f"{part}_kwh"]) for part in ("cpu", "gpu", "ram")},
                 "since_step": self.from_step, "country": self.country, "method": method}
 
 
@@ -189,17 +190,18 @@ class RunEnergy:
         run = self.codecarbon.run_figures()
         return dict(zip(RUN_KEYS, self._sum([run[k] for k in RUN_KEYS])))
 
-    def run_kwh(self) -> float:
-        """kWh of this run, all ranks."""
-        return self._sum([self.meter.run_kwh()])[0]
+    def _run_and_total_kwh(self) -> tuple[float, float]:
+        """kWh of this run (all ranks) and across resumes."""
+        run = self._sum([self.meter.run_kwh()])[0]
+        return run, self.meter.previous_kwh + run
 
     def log_fields(self) -> dict:
         """The cumulative figures a log line carries."""
-        kwh = self.meter.previous_kwh + self.run_kwh()
+        kwh = self._run_and_total_kwh()[1]
         return {"energy_kwh": _sig(kwh), "kg_co2eq": _sig(kwh * self.grid / 1000)}
 
     def state_dict(self) -> dict:
-        state = {"kwh": self.meter.previous_kwh + self.run_kwh()}
+        state = {"kwh": self._run_and_total_kwh()[1]}
         if self.codecarbon is not None:
             state["codecarbon"] = self.codecarbon.state_dict(self._codecarbon_run())
         return state
@@ -213,8 +215,7 @@ class RunEnergy:
             self.codecarbon.load_state_dict(earlier if main else {**earlier, "kwh": 0.0, "kg_co2eq": 0.0})
 
     def figures(self) -> dict:
-        run = self.run_kwh()
-        total = self.meter.previous_kwh + run
+        run, total = self._run_and_total_kwh()
         figures = {"kwh": _sig(total), "kwh_this_run": _sig(run), "kg_co2eq": _sig(total * self.grid / 1000),
                    "method": self.meter.method, "grid_g_per_kwh": self.grid}
         if self.codecarbon is not None:
