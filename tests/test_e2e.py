@@ -111,3 +111,14 @@ def test_changed_training_setting_keeps_the_checkpoints_until_forced_then_reruns
         assert f"[{stage}] up to date, skipped" in result.stderr
     for stage in ("evaluate", "release"):
         assert f"[{stage}] running" in result.stderr
+
+
+def test_changed_description_reruns_the_release_alone_and_the_card_says_it(baked, tmp_path):
+    import shutil
+
+    shutil.copytree(baked, tmp_path / "mini")
+    result = subprocess.run([sys.executable, "-m", "fournil", "run", str(RECIPE), "--runs-dir", str(tmp_path),
+                             "--set", "description=A second description"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("up to date, skipped") == len(STAGES) - 1 and "[release] running" in result.stderr
+    assert "A second description" in (tmp_path / "mini" / "release" / "README.md").read_text()

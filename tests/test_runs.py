@@ -10,9 +10,15 @@ from fournil import runs
 from fournil.errors import FournilError
 from fournil.recipe import parse_recipe
 from fournil.runs import Stage
+from fournil.schema import Figures
 
 CALLS: list[tuple[str, bool]] = []
 CRASH_AFTER: dict[str, int] = {}
+
+
+def declared(ctx) -> str:
+    """The values of the recipe fields the stage declares (the only ones it can read), in order."""
+    return ":".join(str(v) for v in runs._leaves(ctx.recipe.fingerprint_view(), "").values())
 
 
 def write_parts(ctx) -> dict:
@@ -25,7 +31,7 @@ def write_parts(ctx) -> dict:
             continue
         if CRASH_AFTER.get(ctx.stage.name) == i:
             raise KeyboardInterrupt  # as if the process were killed here
-        part.write_text(f"{i}:{ctx.recipe.train.max_steps}:{ctx.recipe.tokenizer.vocab_size}")
+        part.write_text(f"{i}:{declared(ctx)}")
     text = "".join(sorted(p.read_text() for p in ctx.out.glob("part*.txt"))) + "|".join(upstream)
     (ctx.out / "parts.txt").write_text(text)
     return {"parts": 5, "chars": len(text)}
@@ -57,7 +63,7 @@ def test_manifest_records_fingerprint_outputs_figures_versions(fake_stages, mini
     assert manifest["stage"] == "b" and len(manifest["fingerprint"]) == 64
     assert manifest["figures"] == {"parts": 5, "chars": len((run_dir / "b" / "parts.txt").read_text())}
     assert set(manifest["outputs"]) == {"parts.txt"} | {f"part{i}.txt" for i in range(5)}
-    assert manifest["outputs"]["part0.txt"]["bytes"] == len("0:1000:32000")
+    assert manifest["outputs"]["part0.txt"]["bytes"] == len("0:1000:10")
     assert manifest["inputs"]["fields"] == {"train.max_steps": 1000, "train.log_every": 10}
     assert manifest["inputs"]["upstream"] == {"a": json.loads((run_dir / "a" / "manifest.json").read_text())["fingerprint"]}
     assert manifest["versions"]["python"] and manifest["versions"]["torch"]
@@ -79,7 +85,7 @@ def test_changed_setting_reruns_that_stage_and_later_ones(fake_stages, minimal_r
     CALLS.clear()
     runs.run_all(recipe(minimal_recipe_data, tmp_path, max_steps=7), tmp_path / "run", log=lambda m: None)
     assert [c[0] for c in CALLS] == ["b", "c"], "a does not read train.max_steps; b does, and c reads b"
-    assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:7:32000"
+    assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:7:10"
 
 
 def test_interrupted_stage_resumes_to_the_same_result(fake_stages, minimal_recipe_data, tmp_path):
@@ -133,7 +139,7 @@ def test_an_adjustable_setting_resumes_the_work_instead_of_discarding_it(fake_st
     assert "[b] resuming: second" in messages and not any(m.startswith("[b]") and "discarded" in m for m in messages)
     manifest = json.loads((tmp_path / "run" / "b" / "manifest.json").read_text())
     assert manifest["inputs"]["fields"]["train.log_every"] == 3 and manifest["resumed"]
-    assert (tmp_path / "run" / "b" / "part4.txt").read_text() == "4:1000:32000"
+    assert (tmp_path / "run" / "b" / "part4.txt").read_text() == "4:1000:3"
     CALLS.clear()
     runs.run_all(recipe(minimal_recipe_data, tmp_path, log_every=3), tmp_path / "run", log=lambda m: None)
     assert CALLS == [], "and then it is current"
@@ -150,7 +156,7 @@ def test_costly_work_of_another_lineage_is_kept_until_forced_and_the_error_says_
     with pytest.raises(FournilError, match=r"b holds part\*.txt made with other settings or inputs \(train.max_steps: 1000 → 7\); "
                                            r"to discard it and start afresh, run `fournil b RECIPE --force`"):
         runs.run_all(recipe(minimal_recipe_data, tmp_path, max_steps=7), tmp_path / "run", log=lambda m: None)
-    assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:1000:32000"
+    assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:1000:10"
     runs.run_all(recipe(minimal_recipe_data, tmp_path, max_steps=7), tmp_path / "run", until="a", log=lambda m: None)  # b not run
     other_a = {**minimal_recipe_data, "tokenizer": {**minimal_recipe_data.get("tokenizer", {}), "vocab_size": 16000}}
     CALLS.clear()
@@ -162,7 +168,7 @@ def test_costly_work_of_another_lineage_is_kept_until_forced_and_the_error_says_
         runs.run_stage(recipe(other_a, tmp_path), tmp_path / "run", "a", log=lambda m: None)
         runs.run_stage(recipe(other_a, tmp_path), tmp_path / "run", "b", log=lambda m: None)
     runs.run_stage(recipe(other_a, tmp_path), tmp_path / "run", "b", force=True, log=lambda m: None)
-    assert (tmp_path / "run" / "b" / "part0.txt").read_text() == "0:1000:16000"
+    assert "0:16000" in (tmp_path / "run" / "b" / "parts.txt").read_text(), "b was made from the new a"
 
 
 def test_force_reruns(fake_stages, minimal_recipe_data, tmp_path):
@@ -197,3 +203,51 @@ def test_real_stage_order_reads_only_earlier_stages():
         assert set(stage.needs) <= seen, f"{stage.name} reads a later stage"
         seen.add(stage.name)
     assert runs.STAGE_NAMES == ("corpus", "tokenizer", "mixture", "train", "evaluate", "release")
+
+
+def test_a_stage_sees_only_the_recipe_fields_it_declares(minimal_recipe_data, tmp_path):
+    from fournil.recipe_view import UndeclaredField
+
+    r = recipe({**minimal_recipe_data, "description": "a bake"}, tmp_path, max_steps=7)
+    ctx = runs.StageContext(recipe=r, run_dir=tmp_path, stage=FAKE[1], fingerprint="f")  # declares train.max_steps, train.log_every
+    assert ctx.recipe.train.max_steps == 7 and ctx.recipe.name == "mini" and ctx.recipe.resolve("x") == tmp_path / "x"
+    for read in (lambda v: v.description, lambda v: v.train.lr, lambda v: v.tokenizer, lambda v: v.fingerprint_view()["seed"]):
+        with pytest.raises((UndeclaredField, KeyError)):
+            read(ctx.recipe)
+    with pytest.raises(UndeclaredField, match=r"the b stage reads recipe field train.lr without declaring it"):
+        ctx.recipe.train.lr
+    with pytest.raises(UndeclaredField):
+        ctx.recipe.train.max_steps = 8
+    assert ctx.recipe.fingerprint_view() == {"train": {"max_steps": 7, "log_every": 10}}
+    assert ctx.recipe.model_dump(mode="json") == {"train": {"max_steps": 7, "log_every": 10}}
+
+
+def test_a_field_read_by_the_real_release_stage_is_declared_so_its_change_reruns_release(minimal_recipe_data, tmp_path):
+    release = runs.get_stage("release")
+    upstream = dict.fromkeys(release.needs, "fp")
+    before = runs.stage_inputs(recipe(minimal_recipe_data, tmp_path), tmp_path, release, upstream)
+    after = runs.stage_inputs(recipe({**minimal_recipe_data, "description": "new words"}, tmp_path), tmp_path, release, upstream)
+    assert before["fields"]["description"] == "" and after["fields"]["description"] == "new words"
+
+
+class PartsFigures(Figures):
+    parts: int | None = None
+    chars: int | None = None
+
+
+def test_figures_are_checked_against_the_stage_model(fake_stages, minimal_recipe_data, tmp_path, monkeypatch):
+    typed = Stage("a", FAKE[0].fields, (), FAKE[0].entry, "first", figures=f"{__name__}:PartsFigures")
+    monkeypatch.setattr(runs, "STAGES", (typed,))
+    manifest = runs.run_stage(recipe(minimal_recipe_data, tmp_path), tmp_path / "run", "a", log=lambda m: None)
+    assert manifest["figures"] == {"parts": 5, "chars": manifest["figures"]["chars"]}
+    assert runs.read_figures(typed, manifest).parts == 5
+    with pytest.raises(RuntimeError, match=r"the a stage returns figures that PartsFigures does not declare: extra"):
+        runs.recorded_figures(typed, {"parts": 5, "extra": 1})
+    with pytest.raises(ValueError, match="parts"):
+        runs.recorded_figures(typed, {"parts": "five"})
+    assert runs.recorded_figures(typed, PartsFigures(parts=3)) == {"parts": 3}
+
+
+def test_every_real_stage_has_a_figures_model():
+    for stage in runs.STAGES:
+        assert issubclass(runs.figures_model(stage), Figures), stage.name

@@ -31,6 +31,8 @@ from typing import Any, Callable
 from fournil import __version__
 from fournil.errors import FournilError
 from fournil.recipe import Recipe
+from fournil.recipe_view import RecipeView
+from fournil.schema import Figures, undeclared
 
 MANIFEST = "manifest.json"
 STARTED = ".fingerprint"  # written when a stage starts, holding its inputs; present without a manifest means "interrupted"
@@ -39,7 +41,8 @@ HASHED_FILE_LIMIT = 256 * 2**20  # outputs larger than this are recorded by size
 
 @dataclass(frozen=True)
 class Stage:
-    """A step of the bake: the recipe fields it reads, the stages it reads from, its entry point."""
+    """A step of the bake: the recipe fields it reads, the stages it reads from, its entry point and
+    the model of its figures. The stage sees only the declared fields (`fournil.recipe_view`)."""
 
     name: str
     fields: tuple[str, ...]
@@ -48,28 +51,36 @@ class Stage:
     help: str
     adjustable: tuple[str, ...] = ()  # fields under `fields` whose change resumes the stage's work instead of discarding it
     costly: str = ""  # a glob of work too costly to discard without --force (the train stage's checkpoints)
+    figures: str = ""  # "module:Class", the stage's `fournil.schema.Figures` model; "" takes a plain dict
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("corpus", ("seed", "languages", "sources", "corpus"), (), "fournil.corpus.stage:run",
-          "read raw text, identify languages, filter, deduplicate, scrub PII, hold out evaluation documents"),
-    Stage("tokenizer", ("seed", "languages", "tokenizer"), ("corpus",), "fournil.tokenizer.stage:run",
-          "train a byte-level BPE on a language-balanced sample and measure its fairness"),
-    Stage("mixture", ("seed", "languages", "parallel", "mixture", "train.max_steps", "train.global_batch_tokens"),
+          "read raw text, identify languages, filter, deduplicate, scrub PII, hold out evaluation documents",
+          figures="fournil.corpus.figures:CorpusFigures"),
+    Stage("tokenizer", ("seed", "languages", "parallel", "tokenizer"), ("corpus",), "fournil.tokenizer.stage:run",
+          "train a byte-level BPE on a language-balanced sample and measure its fairness",
+          figures="fournil.tokenizer.figures:TokenizerFigures"),
+    Stage("mixture", ("seed", "languages", "sources", "parallel", "mixture", "train.max_steps", "train.global_batch_tokens"),
           ("corpus", "tokenizer"), "fournil.mixture.stage:run",
-          "encode the corpus into token shards and plan how many tokens each language and source gives"),
-    Stage("train", ("seed", "model", "train"), ("corpus", "tokenizer", "mixture"), "fournil.train.stage:run",
+          "encode the corpus into token shards and plan how many tokens each language and source gives",
+          figures="fournil.mixture.figures:MixtureFigures"),
+    Stage("train", ("seed", "languages", "model", "train"), ("corpus", "tokenizer", "mixture"), "fournil.train.stage:run",
           "train the model, checkpointing as it goes",
           adjustable=tuple(f"train.{f}" for f in (
               "max_steps", "micro_batch_size", "parallelism", "device", "compile", "activation_checkpointing",
               "checkpoint_every", "keep_last", "milestone_every", "log_every", "eval_every", "eval_chars_per_language",
               "eval_batch_size", "spike_sigma", "spike_min_history", "rollback_after", "max_rollbacks", "peak_flops",
               "grid_g_per_kwh", "cpu_watts_per_core", "codecarbon_country", "tensorboard", "wandb_project")),
-          costly="checkpoints/step_*"),
-    Stage("evaluate", ("evaluate",), ("corpus", "tokenizer", "mixture", "train"), "fournil.evaluate.stage:run",
-          "bits per byte per language on held-out documents, tasks, memorisation"),
-    Stage("release", ("release",), ("corpus", "tokenizer", "mixture", "train", "evaluate"), "fournil.release.stage:run",
-          "a Hugging Face model folder with model card, datasheet, transparency checklist and report"),
+          costly="checkpoints/step_*", figures="fournil.train.figures:TrainFigures"),
+    Stage("evaluate", ("seed", "languages", "evaluate"), ("corpus", "tokenizer", "mixture", "train"), "fournil.evaluate.stage:run",
+          "bits per byte per language on held-out documents, tasks, memorisation",
+          figures="fournil.evaluate.figures:EvaluateFigures"),
+    Stage("release", ("description", "seed", "languages", "sources", "parallel", "corpus.pii", "corpus.decontaminate",
+                      "corpus.heldout_fraction", "release"),
+          ("corpus", "tokenizer", "mixture", "train", "evaluate"), "fournil.release.stage:run",
+          "a Hugging Face model folder with model card, datasheet, transparency checklist and report",
+          figures="fournil.release.figures:ReleaseFigures"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -111,14 +122,19 @@ def versions() -> dict[str, str]:
 
 @dataclass
 class StageContext:
-    """What a stage gets: the recipe, its own empty-or-resumable folder, and read access to earlier stages."""
+    """What a stage gets: the recipe fields it declares, its own empty-or-resumable folder, and read
+    access to earlier stages. Given the whole recipe, it keeps only the stage's `RecipeView` of it."""
 
-    recipe: Recipe
+    recipe: Recipe | RecipeView
     run_dir: Path
     stage: Stage
     fingerprint: str
     resuming: bool = False
     log: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipe, RecipeView):
+            self.recipe = RecipeView(self.recipe, self.stage.fields, self.stage.name)
 
     @property
     def out(self) -> Path:
@@ -142,6 +158,38 @@ def read_manifest(stage_dir: Path) -> dict:
         raise FournilError(f"{stage_dir} has no manifest: run `fournil {stage_dir.name} RECIPE` (or `fournil run RECIPE`) first") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise FournilError(f"{path} is corrupt: delete {stage_dir} and run that stage again") from None
+
+
+def figures_model(stage: Stage) -> type[Figures] | None:
+    if not stage.figures:
+        return None
+    module_name, class_name = stage.figures.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def recorded_figures(stage: Stage, returned: Any) -> dict:
+    """What a stage's `run` returned, checked against its figures model, as the manifest's plain data."""
+    model = figures_model(stage)
+    if model is None:
+        return dict(returned or {})
+    if not isinstance(returned, model):
+        returned = model.model_validate(returned or {})
+    extra = undeclared(returned)
+    if extra:
+        raise RuntimeError(f"the {stage.name} stage returns figures that {model.__name__} does not declare: {', '.join(extra)}")
+    return returned.model_dump(mode="json", exclude_unset=True)
+
+
+def read_figures(stage: Stage, manifest: dict | None) -> Figures | None:
+    """A manifest's figures as the stage's model, or None when absent or not of that shape."""
+    model = figures_model(stage)
+    figures = (manifest or {}).get("figures")
+    if model is None or not isinstance(figures, dict):
+        return None
+    try:
+        return model.model_validate(figures)
+    except ValueError:  # pydantic's ValidationError: a manifest of another shape
+        return None
 
 
 def completed_dir(run_dir: Path, name: str) -> Path:
@@ -294,7 +342,7 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     function = getattr(importlib.import_module(module_name), function_name)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone keeps the folder and writes the manifest
         context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=True, log=lambda message: None)
-        return {"stage": stage.name, "figures": function(context) or {}}
+        return {"stage": stage.name, "figures": recorded_figures(stage, function(context))}
     inputs = stage_inputs(recipe, run_dir, stage)
     recorded = _recorded(out)
     resuming = not force and _same_lineage(recorded, inputs, stage)
@@ -310,7 +358,7 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     log(f"[{stage.name}] {'resuming' if resuming else 'running'}: {stage.help}")
     context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=resuming, log=log)
     t0 = time.time()
-    figures = function(context) or {}
+    figures = recorded_figures(stage, function(context))
     wall = time.time() - t0
     manifest = {
         "stage": stage.name,

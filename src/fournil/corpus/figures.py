@@ -1,0 +1,52 @@
+"""The corpus stage's figures (its manifest's `figures`), read by the release by these names."""
+
+from __future__ import annotations
+
+from fournil.schema import Figures
+
+
+class LanguageCorpus(Figures):
+    """The curated documents of one language: train split, then held-out split."""
+
+    documents: int | None = None
+    characters: int | None = None
+    words: int | None = None
+    heldout_documents: int | None = None
+    heldout_characters: int | None = None
+
+
+class Count(Figures):
+    documents: int | None = None
+    characters: int | None = None
+
+
+class StepCounts(Figures):
+    """What one corpus step read, kept, made, moved and dropped (by reason); read = kept + dropped."""
+
+    documents_read: int | None = None
+    characters_read: int | None = None
+    documents_kept: int | None = None
+    characters_kept: int | None = None
+    dropped: dict[str, Count] | None = None
+    created: dict[str, Count] | None = None
+    moved: dict[str, Count] | None = None
+    counts: dict[str, int] | None = None
+
+
+class Step(StepCounts):
+    """A step of the funnel: its totals, and the same per language."""
+
+    step: str | None = None
+    per_language: dict[str, StepCounts] | None = None
+
+
+class LanguageSettings(Figures):
+    origin: str | None = None  # where the language's filter settings came from
+
+
+class CorpusFigures(Figures):
+    per_language: dict[str, LanguageCorpus] | None = None
+    steps: list[Step] | None = None  # the funnel, in step order
+    settings: dict[str, LanguageSettings] | None = None
+    workers: int | None = None  # how the work was spread; the documents do not depend on it
+    tasks: int | None = None

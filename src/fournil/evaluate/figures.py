@@ -1,0 +1,56 @@
+"""The evaluate stage's figures (its manifest's `figures`), read by the release by these names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fournil.schema import Figures
+
+
+class LanguageScores(Figures):
+    """The final model on one language's held-out sample."""
+
+    bits_per_byte: float | None = None
+    byte_perplexity: float | None = None
+    unigram_bits_per_byte: float | None = None
+    beats_unigram: bool | None = None
+    documents: int | None = None
+    bytes: int | None = None
+    tokens: int | None = None
+    tokens_per_second: float | None = None
+
+
+class TaskDetails(Figures):
+    languages: list[str] | None = None
+    num_fewshot: int | None = None
+    examples: int | None = None
+    headline: str | None = None
+    metrics: dict[str, Any] | None = None  # metric → {value, stderr, examples}, and plain figures such as chance
+
+
+class Memorisation(Figures):
+    canaries: int | None = None
+    extracted: int | None = None
+    extraction_rate: float | None = None
+    suffix_token_accuracy: float | None = None
+    loss: float | None = None
+    loss_ratio: float | None = None
+
+
+class CheckpointScores(Figures):
+    """One evaluated checkpoint's headline figures, for curves over tokens seen."""
+
+    name: str | None = None
+    step: int | None = None
+    tokens_seen: int | None = None
+    bits_per_byte: dict[str, float | None] | None = None
+    tasks: dict[str, float | None] | None = None  # task → its headline metric's value
+
+
+class EvaluateFigures(Figures):
+    per_language: dict[str, LanguageScores] | None = None
+    beats_unigram: bool | None = None  # in every language
+    tasks: dict[str, dict[str, dict[str, float | None]]] | None = None  # task → languages ("en-fr") → metric → value
+    task_details: dict[str, TaskDetails] | None = None
+    memorisation: dict[str, Memorisation] | None = None  # canary repetitions ("0": never-planted controls) → figures
+    checkpoints: list[CheckpointScores] | None = None

@@ -1,0 +1,22 @@
+"""The release stage's figures (its manifest's `figures`)."""
+
+from __future__ import annotations
+
+from fournil.schema import Figures
+
+
+class TransparencyScore(Figures):
+    met: int | None = None
+    not_met: int | None = None
+    needs_human: int | None = None
+    total: int | None = None
+    percent: float | None = None
+
+
+class ReleaseFigures(Figures):
+    parameters: int | None = None
+    gguf: str | None = None  # the GGUF file's name, when one was written
+    transparency: TransparencyScore | None = None
+    missing_records: list[str] | None = None
+    skipped_log_lines: dict[str, int] | None = None
+    files: list[str] | None = None
