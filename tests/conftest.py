@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
+MINI = ROOT / "tests" / "recipes" / "mini.yaml"
+
+
+@pytest.fixture(scope="session")
+def baked(tmp_path_factory) -> Path:
+    """The whole bake of tests/recipes/mini.yaml (Python's hash seed 1), shared by the tests that read one."""
+    runs_dir = tmp_path_factory.mktemp("runs")
+    result = subprocess.run([sys.executable, "-m", "fournil", "run", str(MINI), "--runs-dir", str(runs_dir)],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (runs_dir / "stdout.txt").write_text(result.stdout)
+    return runs_dir / "mini"
 
 
 @pytest.fixture

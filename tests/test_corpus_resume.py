@@ -60,4 +60,8 @@ def test_resume_redoes_only_unfinished_tasks(tmp_path, monkeypatch):
     assert resumed["figures"]["steps"] == fresh["figures"]["steps"]
     out = tmp_path / "run" / "corpus"
     assert [d["id"] for d in iter_documents(out)] == [d["id"] for d in iter_documents(tmp_path / "fresh" / "corpus")]
-    assert not (out / "work").exists() and json.loads((out / "stats.json").read_text())["tasks"] == 3
+    assert not (out / "work").exists() and resumed["figures"]["tasks"] == 3
+    for split in ("train", "heldout"):  # and to the byte
+        for path in sorted((tmp_path / "fresh" / "corpus" / split).rglob("*.zst")):
+            assert (out / path.relative_to(tmp_path / "fresh" / "corpus")).read_bytes() == path.read_bytes()
+    assert (out / "stats.json").read_bytes() == (tmp_path / "fresh" / "corpus" / "stats.json").read_bytes()

@@ -7,20 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-RECIPE = Path(__file__).parent / "recipes" / "mini.yaml"
+RECIPE = Path(__file__).parent / "recipes" / "mini.yaml"  # baked by tests/conftest.py
 STAGES = ("corpus", "tokenizer", "mixture", "train", "evaluate", "release")
-
-
-@pytest.fixture(scope="module")
-def baked(tmp_path_factory) -> Path:
-    runs_dir = tmp_path_factory.mktemp("runs")
-    result = subprocess.run([sys.executable, "-m", "fournil", "run", str(RECIPE), "--runs-dir", str(runs_dir)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (runs_dir / "stdout.txt").write_text(result.stdout)
-    return runs_dir / "mini"
 
 
 def manifest(run_dir: Path, stage: str) -> dict:

@@ -112,12 +112,23 @@ def file_sha256(path: Path) -> str:
 
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version(), "fournil": __version__}
-    for package in ("torch", "tokenizers", "datatrove", "py3langid", "numpy", "transformers"):
+    for package in ("torch", "tokenizers", "datatrove", "py3langid", "numpy", "xxhash", "zstandard", "safetensors", "transformers"):
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             pass
     return found
+
+
+def host() -> dict[str, Any]:
+    """Where the stage ran, and what besides `versions` could make the same recipe give other bytes:
+    torch's thread count (float sums on the CPU split by threads). Python's hash seed is recorded to
+    show that it does not matter: nothing in fournil hashes with the salted `hash()`."""
+    torch = sys.modules.get("torch")  # only the stages that use torch load it
+    return {"platform": platform.platform(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads() if torch is not None else None,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "python_hash_seed": os.environ.get("PYTHONHASHSEED", "random")}
 
 
 @dataclass
@@ -371,7 +382,7 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "resumed": resuming,
         "versions": versions(),
-        "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "host": host(),
     }
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))

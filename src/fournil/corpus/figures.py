@@ -44,9 +44,15 @@ class LanguageSettings(Figures):
     origin: str | None = None  # where the language's filter settings came from
 
 
+class SourceFiles(Figures):
+    files: int | None = None
+    bytes: int | None = None  # the raw files read: a changed source shows here
+
+
 class CorpusFigures(Figures):
     per_language: dict[str, LanguageCorpus] | None = None
     steps: list[Step] | None = None  # the funnel, in step order
     settings: dict[str, LanguageSettings] | None = None
+    sources: dict[str, SourceFiles] | None = None
     workers: int | None = None  # how the work was spread; the documents do not depend on it
     tasks: int | None = None

@@ -3,7 +3,9 @@
 Every step records each document it reads and exactly one outcome for it (kept or dropped with a
 reason), so read = kept + dropped holds by construction; documents a step makes (paragraphs routed
 to another language) are counted as `created` and are read by the next step. Ledgers of shards
-merge by addition, so the accounting of a cluster run is the sum of its tasks.
+merge by addition, so the accounting of a cluster run is the sum of its tasks. The examples of a
+reason are the ones with the smallest ids, not the first seen, so they do not depend on how files
+were spread over tasks either.
 """
 
 from __future__ import annotations
@@ -53,9 +55,17 @@ class Ledger:
 
     def drop(self, step: str, lang: str, source: str, chars: int, reason: str, doc_id: str = "", text: str = "") -> None:
         _add(self._cell(step, lang, source)["dropped"].setdefault(reason, [0, 0]), chars)
+        self._example(step, reason, {"id": doc_id, "lang": lang, "source": source, "text": text[:EXAMPLE_CHARS]})
+
+    def _example(self, step: str, reason: str, example: dict) -> None:
+        """Keep `example` if it is among the `examples_per_reason` smallest by (id, source, text)."""
         examples = self.examples[step][reason]
-        if len(examples) < self.examples_per_reason:
-            examples.append({"id": doc_id, "lang": lang, "source": source, "text": text[:EXAMPLE_CHARS]})
+        key = _example_key(example)
+        if len(examples) >= self.examples_per_reason and (not examples or key >= _example_key(examples[-1])):
+            return
+        examples.append(example)
+        examples.sort(key=_example_key)
+        del examples[self.examples_per_reason:]
 
     def to_dict(self) -> dict:
         return {
@@ -82,8 +92,8 @@ class Ledger:
                         mine["counts"][what] = mine["counts"].get(what, 0) + n
         for step, reasons in data["examples"].items():
             for reason, examples in reasons.items():
-                room = self.examples_per_reason - len(self.examples[step][reason])
-                self.examples[step][reason].extend(examples[:max(room, 0)])
+                for example in examples:
+                    self._example(step, reason, example)
 
     def unbalanced(self) -> list[str]:
         """Cells where read != kept + dropped (in documents); empty when the books balance."""
@@ -126,6 +136,10 @@ class Ledger:
                         into["characters"] += pair["characters"]
             steps.append({"step": step, **summed, "per_language": per_language})
         return steps
+
+
+def _example_key(example: dict) -> tuple[str, str, str]:
+    return str(example.get("id", "")), str(example.get("source", "")), str(example.get("text", ""))
 
 
 def _add(pair: list[int], chars: int) -> None:

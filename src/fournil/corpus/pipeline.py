@@ -4,13 +4,16 @@ Pass 1 (one task per group of input files): read → normalise → language ID a
 routing → quality → PII → decontamination, written per (language, source) under `work/pass1/`.
 Routing sends text from any input to any language, so deduplication waits for pass 1 to finish.
 Pass 2 (one task per language): exact then MinHash dedup across that language's sources,
-held-out split by document key, final shards. Each task writes its ledger next to its output;
+held-out split by document key, final shards. Pass 2 reads a language's documents in the order of
+their keys ([file, rank in file], from the reader), merging the task files of pass 1, so the
+first-read copy that dedup keeps, and the shards, do not depend on how many tasks or workers ran. Each task writes its ledger next to its output;
 datatrove's completion markers let an interrupted run redo only unfinished tasks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import os
 import sys
@@ -31,7 +34,7 @@ from fournil.corpus.steps import Decontaminate, LanguageID, Normalise, QualityFi
 from fournil.errors import FournilError
 
 OUTPUT_FIELDS = ("id", "text", "lang", "source", "category", "license")
-INTERNAL_FIELDS = ("priority",)
+INTERNAL_FIELDS = ("priority", "order")  # pass 1 → pass 2 only: the source's priority, the document's order key
 
 
 def is_heldout(doc_id: str, seed: int, fraction: float) -> bool:
@@ -94,7 +97,7 @@ class CurateFiles(PipelineStep):
 
         def documents():
             for item in plan["tasks"][rank]:
-                yield from SourceReader(item["source"], Path(item["root"]), ledger).read(Path(item["path"]))
+                yield from SourceReader(item["source"], Path(item["root"]), ledger).read(Path(item["path"]), item["order"])
 
         writers = _Writers(work / "pass1", rank)
         try:
@@ -125,9 +128,8 @@ class DedupLanguage(PipelineStep):
         files = sorted((work / "pass1" / lang).glob("*/*.jsonl.zst"))
         dedup = plan["dedup"]
 
-        def documents():
-            for path in files:
-                yield from read_documents(path)
+        def documents():  # in order-key order, whatever task wrote them: each file is sorted already
+            return heapq.merge(*(read_documents(path) for path in files), key=lambda doc: doc.get("order") or [])
 
         # first read: keys, priorities, signatures
         exact: dict[int, int] = {}

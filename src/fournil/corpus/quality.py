@@ -3,8 +3,9 @@
 Settings come from `languages/<lang>.yaml` (FineWeb-2's published per-language values) laid over
 `languages/_common.yaml`; a recipe can override them with its own folder. A language without a
 file gets `fallback.yaml` (structural rules only: no stopwords, no English word-length bounds), and
-the stats say so. Repetition is measured with word ids and numpy instead of Python loops over
-n-gram strings: the stock Gopher repetition filter is the slowest step of a FineWeb pipeline.
+the stats say so. Repetition is measured with exact word and n-gram ids and numpy instead of Python
+loops over n-gram strings: the stock Gopher repetition filter is the slowest step of a FineWeb
+pipeline.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from fournil.errors import FournilError
 SHIPPED = Path(__file__).parent / "languages"
 TERMINAL_PUNCTUATION = tuple(".!?…:;\"'»”。！？")
 BULLETS = ("•", "-", "*", "·", "‣", "◦", "–")
-PRIME = np.uint64(1_000_003)
 HAS_ALNUM = re.compile(r"[^\W_]").search
 HAS_ALPHA = re.compile(r"[^\W\d_]").search
 
@@ -51,31 +51,53 @@ def load_settings(lang: str, settings_dir: Path | None = None) -> dict[str, Any]
     return settings
 
 
-def _ids(words: list[str]) -> np.ndarray:
-    """Per-word ids for n-gram counting inside one document (Python's hash: fast, and only compared within the document)."""
-    return np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+class NGrams:
+    """The n-grams of a word sequence as exact ids, for n = 1, 2, ... in turn.
 
-
-def _ngram_keys(ids: np.ndarray, n: int) -> np.ndarray:
-    keys = ids[: len(ids) - n + 1].copy()
-    for k in range(1, n):
-        keys = keys * PRIME + ids[k: len(ids) - n + 1 + k]
-    return keys
-
-
-def _sorted_occurrences(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the n-grams sorted by n-gram then position, and where a run of equal n-grams starts.
-
-    The position rides in the low bits of the key, so one plain sort (no argsort) groups equal
-    n-grams with their earliest occurrence first; the high bits left (≥ 40) keep collisions negligible.
+    No hashing: a word's id is its rank of first occurrence, an n-gram's id the rank of its
+    (n-1)-gram and last word among the document's n-grams, so the same document gives the same
+    ids, counts and choices in every process (Python's `hash` is salted per process).
+    `occurrences(n)` sorts the n-grams once, the position riding in the low bits of the key, so
+    equal n-grams are grouped with their earliest occurrence first without an argsort.
     """
-    bits = max(20, int(len(keys)).bit_length())
-    low = np.uint64((1 << bits) - 1)
-    packed = np.sort((keys & ~low) | np.arange(len(keys), dtype=np.uint64))
-    grams = packed & ~low
-    starts = np.ones(len(packed), dtype=bool)
-    starts[1:] = grams[1:] != grams[:-1]
-    return (packed & low).astype(np.int64), starts
+
+    def __init__(self, words: list[str]):
+        distinct = dict.fromkeys(words)
+        index = dict(zip(distinct, range(len(distinct))))
+        self.words = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
+        self.vocabulary = len(index)
+        self.bits = max(1, len(words).bit_length())
+        self.n, self.ids, self.sorted = 1, self.words, None
+
+    def occurrences(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the n-grams sorted by n-gram then position, and where a run of equal n-grams starts."""
+        while self.n < n:
+            self.ids = self._dense()[:-1] * self.vocabulary + self.words[self.n:]
+            self.n, self.sorted = self.n + 1, None
+        if self.sorted is None:
+            self.sorted = self._sort(self.ids)
+        return self.sorted
+
+    def _dense(self) -> np.ndarray:
+        """The current n-grams' ids as ranks 0, 1, ... (word ids already are)."""
+        if self.n == 1:
+            return self.words
+        positions, starts = self.occurrences(self.n)
+        dense = np.empty(len(positions), dtype=np.int64)
+        dense[positions] = np.cumsum(starts) - 1
+        return dense
+
+    def _sort(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.arange(len(keys), dtype=np.int64)
+        if len(keys) and int(keys.max()) < 2 ** (62 - self.bits):
+            packed = np.sort((keys << self.bits) | positions)
+            grams, positions = packed >> self.bits, packed & ((1 << self.bits) - 1)
+        else:  # a document too long for the packed key
+            order = np.lexsort((positions, keys))
+            grams, positions = keys[order], order
+        starts = np.ones(len(grams), dtype=bool)
+        starts[1:] = grams[1:] != grams[:-1]
+        return positions, starts
 
 
 def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
@@ -168,30 +190,30 @@ class QualityRules:
         return exact if exact >= self.s["min_stop_words"] else sum(map(self.stopwords.__contains__, map(str.lower, words)))
 
     def _ngrams(self, words: list[str]) -> str | None:
-        ids = _ids(words)
+        grams = NGrams(words)
         lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         total = lengths.sum()
         prefix = np.concatenate([[0], np.cumsum(lengths)])
         for n, limit in self.s["top_n_grams"]:
-            if len(ids) < n:
+            if len(words) < n:
                 break
-            positions, starts = _sorted_occurrences(_ngram_keys(ids, n))
+            positions, starts = grams.occurrences(n)
             first = np.flatnonzero(starts)
             counts = np.diff(np.append(first, len(positions)))
-            best = counts.argmax()
-            if counts[best] > 1:
-                start = positions[first[best]]
-                if (prefix[start + n] - prefix[start]) * counts[best] / total > limit:
+            top = counts.max()
+            if top > 1:
+                start = positions[first[counts == top]].min()  # of equally frequent n-grams, the first to occur
+                if (prefix[start + n] - prefix[start]) * top / total > limit:
                     return f"gopher_top_{n}gram"
         smallest_limit = min(limit for _, limit in self.s["dup_n_grams"])
         for n, limit in self.s["dup_n_grams"]:
-            if len(ids) < n:
+            if len(words) < n:
                 break
-            positions, starts = _sorted_occurrences(_ngram_keys(ids, n))
+            positions, starts = grams.occurrences(n)
             repeats = positions[~starts]  # every occurrence after an n-gram's first
             if len(repeats) == 0:
                 break  # no repeated n-gram: no longer one either
-            cover = np.zeros(len(ids) + 1, dtype=np.int64)
+            cover = np.zeros(len(words) + 1, dtype=np.int64)
             np.add.at(cover, repeats, 1)
             np.add.at(cover, repeats + n, -1)
             covered = np.cumsum(cover[:-1]) > 0

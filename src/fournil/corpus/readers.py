@@ -88,7 +88,14 @@ class SourceReader:
             relative = Path(path.name)
         return f"{self.source['name']}/{relative.as_posix()}"
 
-    def read(self, path: Path) -> Iterator[Document]:
+    def read(self, path: Path, order: int = 0) -> Iterator[Document]:
+        """The documents of one file; each carries `order` = [order, its rank in the file], the key that
+        puts every document of a corpus in one sequence, however the files were spread over tasks."""
+        for rank, doc in enumerate(self._read(path)):
+            doc.metadata["order"] = [order, rank]
+            yield doc
+
+    def _read(self, path: Path) -> Iterator[Document]:
         kind = file_format(path, self.source["format"])
         name = self._name(path)
         try:

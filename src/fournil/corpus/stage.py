@@ -34,14 +34,15 @@ def keep_logs(work_logs: Path, logs: Path) -> None:
 
 
 def assign_files(items: list[dict], tasks: int) -> list[list[dict]]:
-    """Spread files over tasks, largest first onto the lightest task, so tasks take similar time."""
+    """Spread files over tasks, largest first onto the lightest task, so tasks take similar time; each
+    task reads its files in corpus order, so that its output is sorted by the documents' order keys."""
     buckets: list[list[dict]] = [[] for _ in range(tasks)]
     loads = [0] * tasks
     for item in sorted(items, key=lambda it: (-it["bytes"], it["path"])):
         k = loads.index(min(loads))
         buckets[k].append(item)
         loads[k] += item["bytes"]
-    return buckets
+    return [sorted(bucket, key=lambda it: it["order"]) for bucket in buckets]
 
 
 def plan(ctx: StageContext) -> tuple[dict, dict]:
@@ -54,7 +55,7 @@ def plan(ctx: StageContext) -> tuple[dict, dict]:
         root = base if base.is_dir() else base.parent
         meta = source.model_dump(include={"name", "lang", "category", "license", "priority", "format", "text_field"})
         for path in recipe.source_files(source):
-            items.append({"source": meta, "root": str(root), "path": str(path), "bytes": path.stat().st_size})
+            items.append({"source": meta, "root": str(root), "path": str(path), "bytes": path.stat().st_size, "order": len(items)})
     tasks = cfg.tasks or max(1, min(len(items), 4 * workers))
     settings_dir = str(recipe.resolve(cfg.settings_dir)) if cfg.settings_dir else None
     settings = {lang: load_settings(lang, Path(settings_dir) if settings_dir else None) for lang in languages}
@@ -69,7 +70,12 @@ def plan(ctx: StageContext) -> tuple[dict, dict]:
              "decontaminate": [str(recipe.resolve(p)) for p in cfg.decontaminate], "decontaminate_ngram": cfg.decontaminate_ngram}
     pass2 = {**common, "out": str(ctx.out), "dedup": cfg.dedup.model_dump(), "heldout_fraction": cfg.heldout_fraction,
              "shard_documents": cfg.shard_documents, "by_chars": {lang: s.get("words") == "chars" for lang, s in settings.items()}}
-    info = {"workers": workers, "tasks": tasks, "files": len(items), "thresholds": thresholds,
+    sources = {}
+    for item in items:
+        entry = sources.setdefault(item["source"]["name"], {"files": 0, "bytes": 0})
+        entry["files"] += 1
+        entry["bytes"] += item["bytes"]
+    info = {"workers": workers, "tasks": tasks, "files": len(items), "sources": sources, "thresholds": thresholds,
             "settings": {lang: {"origin": s.get("origin", "")} for lang, s in settings.items()}}
     return {"pass1": pass1, "pass2": pass2}, info
 
@@ -106,8 +112,9 @@ def run(ctx: StageContext) -> dict:
         raise RuntimeError("corpus accounting does not balance: " + "; ".join(problems[:5]))
     funnel = ledger.funnel()
     stats = {"per_language": per_language, "steps": funnel, "by_source": ledger.to_dict()["steps"],
-             "examples": ledger.to_dict()["examples"], **info}
-    (ctx.out / "stats.json").write_text(json.dumps(stats, indent=1, ensure_ascii=False))
+             "examples": ledger.to_dict()["examples"], **{k: v for k, v in info.items() if k not in ("workers", "tasks")}}
+    (ctx.out / "stats.json").write_text(json.dumps(stats, indent=1, ensure_ascii=False, sort_keys=True))  # the same bytes however many workers
     keep_logs(work / "logs", ctx.out / "logs")
     shutil.rmtree(work)
-    return {"per_language": per_language, "steps": funnel, "settings": info["settings"], "workers": workers, "tasks": info["tasks"]}
+    return {"per_language": per_language, "steps": funnel, "settings": info["settings"], "sources": info["sources"],
+            "workers": workers, "tasks": info["tasks"]}
