@@ -8,7 +8,10 @@ from pydantic import Field
 
 from fournil.schema import Section
 
-SHIPPED_TASKS = ["translation_en_fr", "translation_fr_en", "continuation_en", "continuation_fr"]
+SHIPPED_TASKS = [
+    *(f"{kind}_{lang}" for lang in ("en", "fr", "de", "es", "it", "pt") for kind in ("continuation", "minimal_pairs")),
+    *(f"translation_{a}_{b}" for lang in ("fr", "de", "es", "it", "pt") for a, b in (("en", lang), (lang, "en"))),
+]  # every task in src/fournil/evaluate/shipped/; a recipe runs those in its languages
 
 
 class EvaluateConfig(Section):

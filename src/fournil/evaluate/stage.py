@@ -37,16 +37,18 @@ def heldout_texts(corpus_dir: Path, languages: list[str], limit: int) -> dict[st
 
 
 def select_tasks(specs: list[str], languages: list[str], base_dir: Path, log=print) -> list[Task]:
-    """The tasks to run; a shipped task in a language the model was not trained on is skipped."""
-    tasks = []
+    """The tasks to run; a shipped task in a language the model was not trained on is skipped (one line says which)."""
+    tasks, skipped = [], {}
     for spec in specs:
         task = load_task(spec, base_dir)
         shipped = task.folder.resolve() == SHIPPED_DIR.resolve()
         missing = [lang for lang in task.languages if lang not in languages]
         if shipped and missing:
-            log(f"[evaluate] task {task.name} skipped: the recipe has no {', '.join(missing)}")
+            skipped.setdefault(", ".join(sorted(set(missing))), []).append(task.name)
             continue
         tasks.append(task)
+    for missing, names in sorted(skipped.items()):
+        log(f"[evaluate] {len(names)} shipped task{'s' * (len(names) > 1)} skipped, the recipe has no {missing}: {', '.join(names)}")
     return tasks
 
 
