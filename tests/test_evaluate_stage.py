@@ -15,7 +15,8 @@ from fournil.cli import app
 from fournil.runs import run_stage
 
 
-EVALUATE = {"checkpoints": "all", "tasks": ["continuation_en", "translation_en_fr"]}
+EVALUATE = {"checkpoints": "all", "tasks": ["continuation_en", "translation_en_fr", "minimal_pairs_fr"],
+            "reference": {"name": "CroissantLLM", "scores": {"minimal_pairs_fr": 0.8}}}
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
@@ -46,6 +47,9 @@ def test_stage_writes_results_per_checkpoint_language_and_task(evaluated):
     assert figures["per_language"] == final["per_language"]
     assert figures["beats_unigram"] == all(r["beats_unigram"] for r in final["per_language"].values())
     assert [c["tokens_seen"] for c in figures["checkpoints"]] == [1000, 2000]
+    assert all(set(c["tasks"]) == {"continuation_en", "translation_en_fr", "minimal_pairs_fr"} for c in figures["checkpoints"])
+    assert figures["task_details"]["minimal_pairs_fr"]["metrics"]["chance"] == 0.5
+    assert figures["reference"] == {"name": "CroissantLLM", "source": None, "scores": {"minimal_pairs_fr": 0.8}}
     assert "| en |" in (run_dir / "evaluate" / "results.md").read_text()
 
 

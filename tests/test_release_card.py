@@ -154,7 +154,7 @@ def test_tasks_and_fallbacks_read_the_files_the_stages_write(tmp_path, monkeypat
     tokenizer_report.json in the layout those stages write."""
     install_fake_hf(monkeypatch)
     run_dir = make_run(tmp_path / "run")
-    for stage, keys in (("evaluate", ("tasks", "memorisation")), ("tokenizer", ("per_language",))):
+    for stage, keys in (("evaluate", ("tasks", "task_details", "memorisation")), ("tokenizer", ("per_language",))):
         manifest = json.loads((run_dir / stage / "manifest.json").read_text())
         for key in keys:
             del manifest["figures"][key]
@@ -162,10 +162,9 @@ def test_tasks_and_fallbacks_read_the_files_the_stages_write(tmp_path, monkeypat
     ctx = context(run_dir)
     run(ctx)
     card = (ctx.out / "README.md").read_text()
-    metrics = TASKS["translation_en_fr"]["metrics"]
-    chrf, bleu = metrics["chrf"]["value"], metrics["bleu"]["value"]
-    assert f"| translation_en_fr | en-fr | bleu {num(bleu)}, chrf {num(chrf)} |" in card
-    assert f"| continuation_fr | fr | acc {num(0.45)} |" in card
+    chrf = TASKS["translation_en_fr"]["metrics"]["chrf"]
+    assert f"| translation_en_fr | en-fr | chrf | {num(chrf['value'])} | {num(chrf['stderr'])} | – | 20 | 3 |" in card
+    assert f"| continuation_fr | fr | acc | {num(0.45)} | {num(0.11)} | {num(0.25)} | 20 | 0 |" in card, "score, stderr, chance"
     assert _row(card, "10", "| repeats | canaries")[2] == "1"
     assert _row(card, "fr", "| language | fertility")[1] == num(TOKENIZER["fr"]["fertility"])
 
@@ -225,3 +224,20 @@ def test_card_without_gguf_gives_the_convert_command(released):
     out, figures = released
     card = (out / "README.md").read_text()
     assert figures["gguf"] is None and "python convert_hf_to_gguf.py" in card
+
+
+def test_card_and_report_show_the_reference_systems_published_scores(tmp_path, monkeypatch):
+    install_fake_hf(monkeypatch)
+    run_dir = make_run(tmp_path / "run")
+    manifest = json.loads((run_dir / "evaluate" / "manifest.json").read_text())
+    manifest["figures"]["reference"] = {"name": "TTL-460m", "source": "Corrêa et al. 2024",
+                                        "scores": {"continuation_fr": 0.61, "arc_pt": 29.40}}
+    (run_dir / "evaluate" / "manifest.json").write_text(json.dumps(manifest))
+    ctx = context(run_dir)
+    run(ctx)
+    card = (ctx.out / "README.md").read_text()
+    assert "| task | language | metric | score | ± stderr | chance | examples | shots | TTL-460m |" in card
+    assert f"| continuation_fr | fr | acc | {num(0.45)} | {num(0.11)} | {num(0.25)} | 20 | 0 | {num(0.61)} |" in card
+    assert f"| arc_pt | {num(None)} | {num(None)} | {num(None)} | – | – | {num(None)} | {num(None)} | {num(29.40)} |" in card, \
+        "a published score the run did not measure is still shown"
+    assert "Corrêa et al. 2024" in (ctx.out / "report.html").read_text()

@@ -166,3 +166,24 @@ def test_checklist_marks_policy_indicators_for_a_human(released):
     assert {t["indicator"] for t in checklist["todo"]} == {i for i, v in by_name.items() if v["status"] == "needs a human"}
     score = checklist["score"]
     assert score["met"] + score["not_met"] + score["needs_human"] == score["total"] == len(checklist["indicators"])
+
+
+def test_task_scores_are_drawn_over_tokens_seen_with_chance(tmp_path, monkeypatch):
+    install_fake_hf(monkeypatch)
+    run_dir = make_run(tmp_path / "run")
+    manifest = json.loads((run_dir / "evaluate" / "manifest.json").read_text())
+    final = manifest["figures"]["checkpoints"][-1]
+    manifest["figures"]["checkpoints"] = [{**final, "name": "step_100", "tokens_seen": final["tokens_seen"] // 2,
+                                           "tasks": {"continuation_fr": 0.3, "translation_en_fr": 12.0}}, final]
+    (run_dir / "evaluate" / "manifest.json").write_text(json.dumps(manifest))
+    ctx = context(run_dir)
+    run(ctx)
+    from fournil.release.facts import gather
+    from fournil.release.records import Records
+
+    facts = gather(Records.from_context(ctx), ctx.recipe, ctx.out)
+    assert facts["evaluate"]["task_curves"]["continuation_fr"] == [(final["tokens_seen"] // 2, 0.3), (final["tokens_seen"], 0.45)]
+    html = (ctx.out / "report.html").read_text()
+    assert html.count('<img src="data:image/png;base64,') == 6, "the five plots and the task curves"
+    assert f"<td>continuation_fr</td><td>fr</td><td>acc</td><td>{num(0.45)}</td>" in html
+    assert f"<td>{num(0.11)}</td><td>{num(0.25)}</td>" in html, "standard error and chance"

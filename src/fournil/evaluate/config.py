@@ -14,6 +14,14 @@ SHIPPED_TASKS = [
 ]  # every task in src/fournil/evaluate/shipped/; a recipe runs those in its languages
 
 
+class Reference(Section):
+    """A reference system's published scores, shown beside the model's in the card and report."""
+
+    name: str = Field(description="the system, e.g. TeenyTinyLlama-460m")
+    source: str | None = Field(None, description="where the figures are published (paper, model card)")
+    scores: dict[str, float] = Field(default_factory=dict, description="task name → published score, in the unit the paper gives")
+
+
 class EvaluateConfig(Section):
     max_docs_per_language: int = Field(200, ge=1, description="held-out documents scored per language for bits per byte")
     batch_size: int = Field(8, ge=1, description="windows or prompts per forward pass")
@@ -29,4 +37,5 @@ class EvaluateConfig(Section):
     seed: int = Field(1234, description="seed of the few-shot sampler")
     max_new_tokens: int = Field(64, ge=1, description="generated tokens per example at most, in generate_until tasks (caps their max_gen_toks)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to score: auto is the GPU when one is visible (bf16 autocast there), else the CPU (float32)")
+    reference: Reference | None = Field(None, description="a reference system's published task scores, shown next to this model's")
     memorisation: bool = Field(True, description="measure extraction and loss ratio of the mixture's canaries")

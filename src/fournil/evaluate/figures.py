@@ -47,6 +47,12 @@ class CheckpointScores(Figures):
     tasks: dict[str, float | None] | None = None  # task → its headline metric's value
 
 
+class ReferenceScores(Figures):
+    name: str | None = None
+    source: str | None = None
+    scores: dict[str, float] | None = None
+
+
 class EvaluateFigures(Figures):
     per_language: dict[str, LanguageScores] | None = None
     beats_unigram: bool | None = None  # in every language
@@ -54,3 +60,4 @@ class EvaluateFigures(Figures):
     task_details: dict[str, TaskDetails] | None = None
     memorisation: dict[str, Memorisation] | None = None  # canary repetitions ("0": never-planted controls) → figures
     checkpoints: list[CheckpointScores] | None = None
+    reference: ReferenceScores | None = None  # the recipe's evaluate.reference, as given

@@ -117,7 +117,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
                                               results["checkpoints"][-1]["tokens_seen"], config.batch_size)
     (ctx.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
     (ctx.out / "results.md").write_text(markdown(results), encoding="utf-8")
-    return figures(results)
+    reference = config.reference.model_dump() if config.reference else None
+    return {**figures(results), "reference": reference}
 
 
 def figures(results: dict[str, Any]) -> dict[str, Any]:

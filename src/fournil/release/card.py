@@ -88,7 +88,7 @@ def metadata(facts: dict) -> dict:
 def model_card(facts: dict, transparency: dict) -> str:
     front = yaml.safe_dump(metadata(facts), sort_keys=False, allow_unicode=True, width=1000)
     body = render("card.md.j2", f=facts, t=transparency, architecture_keys=ARCHITECTURE_KEYS,
-                  tasks=task_scores(facts), limitations=limitations(facts), repo_id=facts["release"]["repo_id"] or facts["name"])
+                  limitations=limitations(facts), repo_id=facts["release"]["repo_id"] or facts["name"])
     return f"---\n{front}---\n\n{body}"
 
 

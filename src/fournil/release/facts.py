@@ -151,6 +151,49 @@ def results_tasks(results: Any) -> dict:
     return found
 
 
+def results_task_details(results: Any) -> dict:
+    """task_details[task] = {languages, num_fewshot, examples, headline, metrics} from results.json's last checkpoint."""
+    checkpoints = dig(results, "checkpoints")
+    tasks = checkpoints[-1].get("tasks") if isinstance(checkpoints, list) and checkpoints and isinstance(checkpoints[-1], dict) else None
+    return {name: {k: t.get(k) for k in ("languages", "num_fewshot", "examples", "headline", "metrics")}
+            for name, t in (tasks.items() if isinstance(tasks, dict) else ()) if isinstance(t, dict)}
+
+
+def task_rows(details: Any, reference: Any) -> list[dict]:
+    """One row per task: its headline score, standard error, examples, shots and chance level, by language, with the
+    reference system's published score when the recipe names one (a reference task the run did not score: value None)."""
+    rows = []
+    scores = dig(reference, "scores") if isinstance(dig(reference, "scores"), dict) else {}
+    for name, t in (details.items() if isinstance(details, dict) else ()):
+        metrics = t.get("metrics") if isinstance(t, dict) and isinstance(t.get("metrics"), dict) else {}
+        headline = t.get("headline") or next((m for m, v in metrics.items() if isinstance(v, dict)), None)
+        cell = metrics.get(headline) if isinstance(metrics.get(headline), dict) else {}
+        rows.append({"task": name, "languages": "-".join(t.get("languages") or []) or "all", "metric": headline,
+                     "value": _num(cell.get("value")), "stderr": _num(cell.get("stderr")),
+                     "examples": _num(_first(cell.get("examples"), t.get("examples"))), "shots": _num(t.get("num_fewshot")),
+                     "chance": _num(metrics.get("chance")), "reference": _num(scores.get(name))})
+    for name, value in scores.items():
+        if name not in (details or {}):
+            rows.append({"task": name, "languages": None, "metric": None, "value": None, "stderr": None, "examples": None,
+                         "shots": None, "chance": None, "reference": _num(value)})
+    return sorted(rows, key=lambda r: (r["languages"] is None, r["languages"] or "", r["task"]))
+
+
+def task_curves(checkpoints: Any, rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """task → (tokens seen, headline score) at each evaluated checkpoint that recorded both."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for c in checkpoints if isinstance(checkpoints, list) else ():
+        tokens, tasks = _num(dig(c, "tokens_seen")), dig(c, "tasks")
+        for r in rows:
+            value = tasks.get(r["task"]) if isinstance(tasks, dict) else None
+            if isinstance(value, dict):  # a results.json entry rather than the manifest's headline value
+                value = dig(value, f"metrics.{value.get('headline')}.value")
+            value = _num(value)
+            if tokens is not None and value is not None:
+                curves.setdefault(r["task"], []).append((tokens, value))
+    return curves
+
+
 # --- training log -------------------------------------------------------------------------------
 
 def train_series(rows: list[dict]) -> dict:
@@ -254,6 +297,8 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
 
     eval_lang = records.figure("evaluate", "per_language") or {}
     results = records.json("evaluate", "results.json")
+    reference = records.figure("evaluate", "reference")
+    rows = task_rows(_first(records.figure("evaluate", "task_details"), results_task_details(results)), reference)
     return {
         "name": name,
         "recipe": recipe.name,
@@ -277,6 +322,8 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
                      "memorisation": memorisation_rows(_first(records.figure("evaluate", "memorisation"),
                                                               dig(results, "memorisation.by_repeats"))),
                      "tasks": _first(records.figure("evaluate", "tasks"), results_tasks(results)) or {},
+                     "task_rows": rows, "reference": reference if isinstance(reference, dict) else None,
+                     "task_curves": task_curves(_first(records.figure("evaluate", "checkpoints"), dig(results, "checkpoints")), rows),
                      "results": results},
         "canaries": records.json("mixture", "canaries.json"),
         "pii": recipe.corpus.pii,

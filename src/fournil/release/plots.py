@@ -168,6 +168,29 @@ def evaluation(facts: dict) -> str | None:
     return _uri(fig)
 
 
+def tasks(facts: dict) -> str | None:
+    """Each task's headline score against tokens seen: one panel per language (translation in its own), chance dashed."""
+    curves = facts["evaluate"]["task_curves"]
+    rows = [r for r in facts["evaluate"]["task_rows"] if len(curves.get(r["task"], [])) > 1]
+    if not rows:
+        return None
+    panels: dict[str, list[dict]] = {}
+    for r in rows:
+        panels.setdefault("translation" if "-" in (r["languages"] or "") else r["languages"], []).append(r)
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(4 * len(panels), 16), 3.4), squeeze=False)
+    for ax, (panel, members) in zip(axes[0], sorted(panels.items(), key=lambda p: (p[0] == "translation", p[0]))):
+        for i, r in enumerate(members):
+            points = sorted(curves[r["task"]])
+            ax.plot([t for t, _ in points], [v for _, v in points], marker="o", color=_colour(i), label=r["task"])
+            if r["chance"] is not None:
+                ax.axhline(r["chance"], color=_colour(i), linestyle="--", linewidth=1)
+        ax.set_title(panel if panel == "translation" else f"Tasks in {panel}")
+        ax.set_xlabel("tokens seen")
+        ax.set_ylabel(", ".join(sorted({r["metric"] for r in members if r["metric"]})))
+        ax.legend(fontsize=7)
+    return _uri(fig)
+
+
 def all_plots(facts: dict) -> dict[str, str | None]:
     return {"funnel": funnel(facts), "mixture": mixture(facts), "tokenizer": tokenizer(facts),
-            "training": training(facts), "evaluation": evaluation(facts)}
+            "training": training(facts), "evaluation": evaluation(facts), "tasks": tasks(facts)}
