@@ -86,7 +86,7 @@ def test_every_step_balances_and_bad_input_is_counted(run):
             assert figures["documents_read"] == figures["documents_kept"] + sum(d["documents"] for d in figures["dropped"].values())
     read = _step(run["figures"], "read")
     assert {k: v["documents"] for k, v in read["dropped"].items()} == {
-        "invalid_json": 2, "invalid_utf8": 1, "missing_text_field": 1, "empty_file": 1, "binary_file": 1, "truncated_file": 1}
+        "invalid_json": 2, "invalid_utf8": 1, "missing_text_field": 1, "empty_file": 1, "nul_byte": 1, "truncated_file": 1}
     # the next step reads what the previous kept, plus what it created
     steps = run["figures"]["steps"]
     for before, after in zip(steps, steps[1:]):

@@ -186,6 +186,15 @@ def test_reader_invalid_utf8_in_plain_text_and_in_a_jsonl_line(tmp_path):
     assert read == 4 and dropped == {"invalid_utf8": 2}
 
 
+def test_a_nul_byte_costs_its_line_not_the_file(tmp_path):
+    records = [b'{"id": "%d", "text": "texte %d"}\n' % (i, i) for i in range(10)]
+    (tmp_path / "a.jsonl").write_bytes(b'{"id": "x", "text": "t\x00\x00"}\n' + b"".join(records))  # NUL in the first line
+    (tmp_path / "b.jsonl").write_bytes(records[0] + b"\x00\x01\x02\n" + records[1])  # and in the middle
+    docs, read, dropped = _read_all(tmp_path)
+    assert [d.id for d in docs] == [str(i) for i in range(10)] + ["0", "1"]
+    assert read == 14 and dropped == {"nul_byte": 2}
+
+
 def test_a_format_without_its_package_fails_before_any_work(tmp_path, monkeypatch):
     import importlib.util
 

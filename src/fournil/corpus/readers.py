@@ -3,7 +3,8 @@
 Formats: plain text (a file is a document), JSONL (plain, .gz, .zst, .bz2, .xz; the text field is
 chosen per source), Parquet, and HTML (main text extracted with trafilatura). Nothing here raises
 on bad data: invalid lines, invalid UTF-8, truncated compressed files, empty files and binary
-files are dropped with their reason so the funnel stays complete.
+files are dropped with their reason so the funnel stays complete. In JSONL the unit is the line: a
+NUL byte or bad JSON costs that line, never the rest of the file.
 """
 
 from __future__ import annotations
@@ -131,17 +132,14 @@ class SourceReader:
         field = self.source["text_field"]
         lines = 0
         try:
-            first = True
             for lineno, raw in enumerate(byte_lines(path), 1):
-                if first:
-                    first = False
-                    if b"\x00" in raw[:8192]:
-                        self._drop("binary_file", len(raw), name)
-                        return
                 if not raw.strip():
                     continue
                 lines += 1
                 where = f"{name}:{lineno}"
+                if b"\x00" in raw:  # a damaged line (or a binary file, line by line): it costs that line only
+                    self._drop("nul_byte", len(raw), where)
+                    continue
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError:
