@@ -3,9 +3,10 @@
 A step reads `accumulation` micro-batches per process, sums the per-token losses and divides by
 the number of target tokens of the whole global batch (known before the forward passes, from the
 batches on the host), so one process with accumulation A×P and P processes with A give the same
-gradients. The spike guard judges the step on the device and the fused AdamW skips it through its
-`found_inf` input, so the hot path never waits for the device: the host reads the step records
-once every `log_every` steps, writes one log line per step, and decides on rollbacks then.
+gradients. The spike guard judges the step on the device and the optimisers (fused AdamW, Muon)
+skip it through their `found_inf` input, so the hot path never waits for the device: the host
+reads the step records once every `log_every` steps, writes one log line per step, and decides on
+rollbacks then.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from fournil.train.config import TrainConfig
 from fournil.train.distributed import Topology, all_reduce_sum, broadcast_object, gather_objects, unwrap
 from fournil.train.energy import RunEnergy
 from fournil.train.monitor import RunLog, SpikeGuard, device_name, peak_flops, truncate_lines
+from fournil.train.optim import build_optimizers
 from fournil.train.schedule import lr_at
 
 IGNORE = -100
@@ -54,16 +56,6 @@ def accumulation_steps(cfg: TrainConfig, seq_len: int, world_size: int) -> int:
     return max(1, round(cfg.global_batch_tokens / per_micro))
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """Fused AdamW (CPU and CUDA); decay on matrices only, as nanoGPT and OLMo do."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=True)
-
-
 class Trainer:
     """Trains `model` (already parallelised) on `sampler` per `cfg`, writing under `out`."""
 
@@ -78,7 +70,7 @@ class Trainer:
         self.accumulation = accumulation_steps(cfg, seq_len, topology.world_size)
         self.batch_tokens = self.accumulation * cfg.micro_batch_size * seq_len * topology.world_size
         self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        self.optimizer = build_optimizer(model, cfg)
+        self.optimizers = build_optimizers(model, cfg)
         self.guard = SpikeGuard(cfg.spike_window, cfg.spike_sigma, cfg.spike_min_history, self.device)
         self.energy = RunEnergy(self.device, topology, cfg.cpu_watts_per_core, cfg.grid_g_per_kwh, cfg.codecarbon_country)
         self.peak, self.peak_source = peak_flops(self.device, cfg.peak_flops)
@@ -117,6 +109,7 @@ class Trainer:
             "tokens": self.step * self.batch_tokens,
             "world_size": self.topo.world_size,
             "batch_tokens": self.batch_tokens,
+            "optimizer_name": self.cfg.optimizer,
             "skipped": self.skipped,
             "rollbacks": self.rollbacks,
             "log_lines": self.log_lines,
@@ -132,7 +125,7 @@ class Trainer:
     def _save(self) -> None:
         self._flush()
         model = get_model_state_dict(self.model, options=FULL)
-        optimizer = get_optimizer_state_dict(self.model, self.optimizer, options=FULL)
+        optimizer = get_optimizer_state_dict(self.model, self.optimizers, options=FULL)
         state = self._state()
         if self.topo.is_main:
             ckpt.save_checkpoint(self.checkpoints, self.step, model, optimizer, state, self.model_config,
@@ -146,7 +139,11 @@ class Trainer:
                                f"but this run takes {self.batch_tokens}; resume with the same train.global_batch_tokens, "
                                f"and a micro_batch_size that divides it over {self.topo.world_size} processes")
         set_model_state_dict(self.model, model, options=StateDictOptions(full_state_dict=True))
-        set_optimizer_state_dict(self.model, self.optimizer, optimizer, options=StateDictOptions(full_state_dict=True))
+        written_with = state.get("optimizer_name", "adamw")  # older checkpoints: AdamW, the only one then
+        if written_with != self.cfg.optimizer:
+            raise FournilError(f"{folder} was written with train.optimizer = {written_with}, whose state does not fit "
+                               f"{self.cfg.optimizer}'s; resume with train.optimizer: {written_with}, or start afresh with --force")
+        set_optimizer_state_dict(self.model, self.optimizers, optimizer, options=StateDictOptions(full_state_dict=True))
         self.guard.load_state_dict(state["guard"])
         self.step = state["step"]
         if restore_data:
@@ -238,11 +235,12 @@ class Trainer:
             norm = norm.full_tensor()
         skip = self.guard.check(loss, norm)
         lr = lr_at(self.step, self.cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.found_inf = skip.float()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.found_inf = skip.float()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.records.append(torch.cat([torch.stack([loss, norm.float(), skip.float()]), sums[1:], counts[1:]]))
 
@@ -472,4 +470,4 @@ def _device_figures(device: torch.device, topology: Topology) -> dict:
     return {"name": device_name(device), "type": device.type, "processes": topology.world_size}
 
 
-__all__ = ["Interrupted", "Trainer", "accumulation_steps", "build_optimizer", "unwrap"]
+__all__ = ["Interrupted", "Trainer", "accumulation_steps", "build_optimizers", "unwrap"]
