@@ -111,3 +111,19 @@ def test_cli_evaluates_a_recipe_or_a_model_folder(evaluated, tmp_path):
     assert results["checkpoints"][0]["tasks"]["continuation_fr"]["examples"] == 2
     result = runner.invoke(app, ["evaluate", str(run_dir / "train" / "final"), "--set", "train.max_steps=3"])
     assert result.exit_code != 0 and "evaluate.*" in str(result.exception)
+
+
+def test_training_checkpoints_of_a_real_bake_open_for_curves(baked):
+    """train/checkpoints/step_N holds the bare model config (fournil.train.checkpoint), not the model format of train/final."""
+    from fournil.evaluate.stage import checkpoints, open_checkpoint
+    from fournil.model.scoring import bits_per_byte
+    from fournil.tokenizer import load, special_ids
+
+    manifest = json.loads((baked / "train" / "manifest.json").read_text())
+    found = checkpoints(baked / "train", manifest, "all")
+    assert [name for name, *_ in found] == ["step_20", "final"]
+    tokenizer, ids = load(baked / "tokenizer"), special_ids(baked / "tokenizer")
+    text = ["Le boulanger prépare le pain chaque matin avant l'aube."]
+    scores = [bits_per_byte(s.model, tokenizer, text, s.context_length, 1, s.bos_id)["bits_per_byte"]
+              for s in (open_checkpoint(folder, tokenizer, ids, "cpu") for _, folder, *_ in found)]
+    assert all(math.isfinite(v) for v in scores) and scores[0] != scores[1]

@@ -79,9 +79,21 @@ def checkpoints(train_dir: Path, manifest: dict, which: str) -> list[tuple[str, 
 
 
 def open_checkpoint(folder: Path, tokenizer, ids: dict[str, int], device: str) -> Scorable:
-    from fournil.model.io import load_model, pick_device
+    """A model to score: train/final (fournil's model format) or a training checkpoint, whose config.json is the bare
+    model config written beside its weights by fournil.train.checkpoint."""
+    from fournil.model.io import WEIGHTS, empty_model, load_model, pick_device, read_config, read_tensors
+    from fournil.model.llama import LlamaConfig
 
-    model = load_model(folder, pick_device(device, "evaluate.device"))
+    device = pick_device(device, "evaluate.device")
+    config = read_config(folder)
+    if "format" in config or "architectures" in config:
+        model = load_model(folder, device)
+    else:
+        model = empty_model(LlamaConfig.from_dict(config), device)
+        tied = frozenset({"lm_head.weight"}) if model.config.tie_embeddings else frozenset()
+        expected = {name: (t.shape, t.dtype) for name, t in model.state_dict().items() if name not in tied}
+        model.load_state_dict(read_tensors(folder / WEIGHTS, expected, device, skip=tied), strict=not tied)
+        model.eval()
     return Scorable(model, tokenizer, int(model.config.context_length), ids["bos"], ids["eos"], "fournil")
 
 
