@@ -11,7 +11,9 @@ same files (the choice is a hash of the key, not a random draw).
 import hashlib
 import io
 import json
+import shutil
 import sys
+import sysconfig
 from pathlib import Path
 
 import zstandard
@@ -20,6 +22,9 @@ LANGS = ("en", "fr", "de", "es", "it", "pt")
 EXCLUDED_SOURCES = {"fortunes"}  # unclear licence
 KEEP = {"en": 0.34, "fr": 0.42, "de": 0.22, "es": 0.22, "it": 0.26, "pt": 0.3}  # share of document keys kept
 PAIRS = {"train": 400, "test": 400}
+# permissively licensed code (category code): modules of the Python standard library running this script
+CODE_FILES = ("bisect.py", "colorsys.py", "fnmatch.py", "fractions.py", "graphlib.py", "heapq.py", "reprlib.py",
+              "shlex.py", "statistics.py", "textwrap.py")
 
 
 def key_of(doc_id: str) -> str:
@@ -58,7 +63,7 @@ LICENSES = {  # source → (licence, licence file under licenses/, Debian packag
 }
 
 
-def datasheet(sizes: dict, pairs: dict) -> str:
+def datasheet(sizes: dict, pairs: dict, code: str) -> str:
     """The sample's datasheet, every figure computed from the files just written."""
     langs = sorted({lang for lang, _ in sizes})
     rows = ["| language | documents | words | MB (zstd) |", "|---|---:|---:|---:|"]
@@ -99,11 +104,32 @@ language at once (fournil's corpus stage does).
 English–French segments (header `source doc en fr`) from documents **outside** the sample corpus,
 4–40 English words, no template variables; train and test pairs come from different documents.
 
+{code}
 ## Sources and licences
 {chr(10).join(sources)}
 
 Licence texts are in `licenses/`. Copyright stays with the original authors and translators.
 """ 
+
+
+def copy_code(dst: Path) -> str:
+    """Copy CODE_FILES and the PSF licence from this Python's standard library; return the datasheet section."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    out = dst / "code" / "python"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in CODE_FILES:
+        shutil.copyfile(stdlib / name, out / name)
+    shutil.copyfile(stdlib / "LICENSE.txt", dst / "licenses" / "PSF-2.0.txt")
+    lines = sum(len((out / name).read_text(encoding="utf-8").splitlines()) for name in CODE_FILES)
+    size = sum((out / name).stat().st_size for name in CODE_FILES)
+    return f"""## Code
+`code/python/` holds {len(CODE_FILES)} modules of the Python {sys.version_info.major}.{sys.version_info.minor} standard library
+({lines:,} lines, {size / 1e3:.0f} kB: {', '.join(CODE_FILES)}), copied unchanged, licensed under the
+PSF-2.0 (`licenses/PSF-2.0.txt`, the licence file shipped with Python). A recipe reads them as a source
+tree: `{{path: ../data/sample/code/python, format: code, extensions: [.py], category: code, lang: en,
+license: PSF-2.0}}`, one document per file; English is their comments' and names' language. Their authors'
+e-mail addresses are in the files as shipped (fournil's PII step masks them).
+"""
 
 
 def main(src: Path, dst: Path) -> None:
@@ -135,7 +161,8 @@ def main(src: Path, dst: Path) -> None:
         out.write_text("\n".join("\t".join(r) for r in [header] + chosen) + "\n", encoding="utf-8")
     json.dump({f"{lang}/{source}": {"docs": n, "words": w, "bytes_zst": b} for (lang, source), (n, w, b) in sizes.items()},
               open(dst / "sizes.json", "w"), indent=1)
-    (dst / "DATASHEET.md").write_text(datasheet(sizes, {k: len(v) for k, v in by_split.items()}), encoding="utf-8")
+    code = copy_code(dst)
+    (dst / "DATASHEET.md").write_text(datasheet(sizes, {k: len(v) for k, v in by_split.items()}, code), encoding="utf-8")
     total = sum(b for _, _, b in sizes.values())
     print(f"{total / 1e6:.2f} MB compressed in {len(sizes)} files")
 

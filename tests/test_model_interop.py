@@ -113,9 +113,27 @@ def test_import_from_transformers_with_equal_logits(tmp_path):
     assert_same_logits(load_model(tmp_path / "fournil"), theirs, torch.randint(0, 300, (1, 20)))
 
 
-def test_ablation_models_are_not_exportable(tmp_path, tokenizer_dir):
-    with pytest.raises(FournilError, match="alibi, embedding_norm.*not Llama-exportable"):
+BLOOM = {"alibi": True, "embedding_norm": True, "layer_norm": True, "gelu_mlp": True, "bias": True, "tie_embeddings": True}
+
+
+@pytest.mark.parametrize("shape", [{"n_kv_heads": 4, "ffn_dim": 256}, {"dim": 96, "n_heads": 6, "n_kv_heads": 6, "ffn_dim": 384}],
+                         ids=["4-heads", "6-heads"])  # 6: ALiBi's slopes for a head count that is not a power of 2
+def test_bloom_export_loads_in_transformers_with_equal_logits(tmp_path, tokenizer_dir, shape):
+    model = tiny(**BLOOM, **shape)  # biases and norm weights drawn away from 0 and 1 by tiny()
+    out = export_hf(model, tokenizer_dir, tmp_path / "hf")
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["BloomForCausalLM"] and config["n_head"] == shape.get("n_heads", 4)
+    theirs = hf_load(out)
+    assert type(theirs).__name__ == "BloomForCausalLM"
+    assert sum(p.numel() for p in theirs.parameters()) == model.num_params()
+    assert_same_logits(model, theirs, torch.randint(0, 512, (2, 41)))
+
+
+def test_models_mixing_llama_and_bloom_are_not_exportable(tmp_path, tokenizer_dir):
+    with pytest.raises(FournilError, match=r"mixes Llama and BLOOM \(layer_norm, gelu_mlp, bias off; grouped-query attention"):
         export_hf(tiny(alibi=True, embedding_norm=True), tokenizer_dir, tmp_path / "hf")
+    with pytest.raises(FournilError, match="qk_norm, which Llama .* not Llama-exportable"):
+        export_hf(tiny(qk_norm=True), tokenizer_dir, tmp_path / "hf")
 
 
 @pytest.mark.parametrize("penalty", [1.0, 1.3])

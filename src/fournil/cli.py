@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from fournil.errors import FournilError
 
-COMMAND_ORDER = ("run", "corpus", "tokenizer", "mixture", "train", "evaluate", "release", "generate", "chat")
+COMMAND_ORDER = ("run", "plan", "corpus", "tokenizer", "mixture", "train", "evaluate", "release", "generate", "chat")
 OWN_COMMANDS = ("tokenizer", "evaluate")  # stages whose command does more than run the stage (defined below)
 
 
@@ -37,17 +37,20 @@ RecipeArg = Annotated[Path, typer.Argument(help="the recipe YAML file", show_def
 SetOpt = Annotated[list[str], typer.Option("--set", "-s", help="override a recipe field, e.g. --set train.max_steps=50 (repeatable)")]
 RunsOpt = Annotated[Path, typer.Option("--runs-dir", help="folder that holds run folders; the run goes to RUNS_DIR/<recipe name>")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="run afresh even if the stage's manifest is up to date, discarding its earlier work")]
+ProxyOpt = Annotated[bool, typer.Option("--proxy", help="the recipe's data logic at laptop scale, in RUNS_DIR/<name>-proxy (docs/recipe.md)")]
+ProxySizeOpt = Annotated[str, typer.Option("--proxy-size", help="with --proxy: small (the shipped sample on a CPU in minutes) or tiny (tests)")]
 
 
-def _load(recipe: Path, overrides: list[str] | None):
+def _load(recipe: Path, overrides: list[str] | None, proxy: bool = False, proxy_size: str = "small"):
     from fournil.recipe import load_recipe
 
-    return load_recipe(recipe, overrides or [])
+    return load_recipe(recipe, overrides or [], proxy_size if proxy else None)
 
 
 @app.command()
 def run(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"), force: ForceOpt = False,
-        until: Annotated[str | None, typer.Option(help="stop after this stage")] = None) -> None:
+        until: Annotated[str | None, typer.Option(help="stop after this stage")] = None,
+        proxy: ProxyOpt = False, proxy_size: ProxySizeOpt = "small") -> None:
     """Bake the whole recipe: corpus, tokenizer, mixture, train, evaluate, release.
 
     Stages whose inputs did not change since their last run are skipped; an interrupted stage resumes.
@@ -56,14 +59,44 @@ def run(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs")
 
     if until is not None and until not in STAGE_NAMES:
         raise FournilError(f"--until {until!r}: stages are {', '.join(STAGE_NAMES)}")
-    r = _load(recipe, set_)
+    r = _load(recipe, set_, proxy, proxy_size)
     run_dir = run_dir_for(r, runs_dir)
+    _check_plan(r, run_dir)
     manifests = run_all(r, run_dir, force=force, until=until)
     if "evaluate" in manifests:
         typer.echo(_bits_per_byte_table(manifests["evaluate"]["figures"].get("per_language", {})))
     if "release" in manifests:
         typer.echo(f"model card: {run_dir / 'release' / 'README.md'}")
     typer.echo(f"run folder: {run_dir}")
+
+
+def _check_plan(recipe, run_dir: Path) -> None:
+    """Print the plan's short form; refuse, before any work, a plan that cannot fit in memory."""
+    from fournil import plan
+
+    made = plan.make(recipe, run_dir)
+    typer.echo(plan.short(made), err=True)
+    plan.refuse_if_unfit(made)
+
+
+@app.command(name="plan")
+def plan_command(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"),
+                 proxy: ProxyOpt = False, proxy_size: ProxySizeOpt = "small",
+                 json_out: Annotated[Path | None, typer.Option("--json", help="also write the plan as JSON to this file")] = None) -> None:
+    """What the recipe will cost before it runs: parameters, tokens, epochs, memory per GPU, GPU-hours, energy, CO2.
+
+    Token counts come from the run folder's mixture stage when it has run, else are estimated from the source files.
+    """
+    import json
+
+    from fournil import plan
+    from fournil.runs import run_dir_for
+
+    r = _load(recipe, set_, proxy, proxy_size)
+    made = plan.make(r, run_dir_for(r, runs_dir))
+    typer.echo(plan.full(made))
+    if json_out is not None:
+        json_out.write_text(json.dumps(made, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def _bits_per_byte_table(per_language: dict) -> str:
@@ -79,10 +112,11 @@ def _bits_per_byte_table(per_language: dict) -> str:
 
 
 def _stage_command(name: str, help_text: str):
-    def command(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"), force: ForceOpt = False) -> None:
+    def command(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"), force: ForceOpt = False,
+                proxy: ProxyOpt = False, proxy_size: ProxySizeOpt = "small") -> None:
         from fournil.runs import run_dir_for, run_stage
 
-        r = _load(recipe, set_)
+        r = _load(recipe, set_, proxy, proxy_size)
         run_stage(r, run_dir_for(r, runs_dir), name, force=force)
 
     command.__doc__ = f"{help_text[0].upper()}{help_text[1:]}.\n\nReads earlier stages from the run folder; writes RUNS_DIR/<name>/{name}/ with a manifest."
@@ -218,6 +252,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="model folder: results folder (default evaluate-<folder name>)")] = None,
     tokenizer: TokenizerOpt = None,
     device: Annotated[str, typer.Option(help="model folder: auto (the GPU when one is visible), cpu or cuda")] = "auto",
+    proxy: ProxyOpt = False, proxy_size: ProxySizeOpt = "small",
 ) -> None:
     """Bits per byte per language on held-out documents, tasks and memorisation.
 
@@ -226,7 +261,8 @@ def evaluate(
     """
     from fournil.evaluate.command import main as evaluate_main
 
-    folder = evaluate_main(target, set_ or [], runs_dir, force, run, text or [], tasks, harness, out, tokenizer, device)
+    folder = evaluate_main(target, set_ or [], runs_dir, force, run, text or [], tasks, harness, out, tokenizer, device,
+                           proxy_size if proxy else None)
     typer.echo(f"results: {folder}")
 
 

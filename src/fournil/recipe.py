@@ -20,13 +20,15 @@ from fournil.errors import FournilError
 from fournil.evaluate.config import EvaluateConfig
 from fournil.mixture.config import MixtureConfig
 from fournil.model.config import ModelSection
+from fournil.plan_config import PlanConfig
+from fournil.proxy import ProxyRecord
 from fournil.release.config import ReleaseConfig
 from fournil.schema import Section
 from fournil.tokenizer.config import TokenizerConfig
 from fournil.train.config import TrainConfig
 
 LANG_CODE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{4})?$")  # ISO 639-1/3, optional script (e.g. srp_Cyrl)
-SOURCE_FORMATS = ("auto", "text", "jsonl", "parquet", "html")
+SOURCE_FORMATS = ("auto", "text", "jsonl", "parquet", "html", "code")
 
 
 class Source(Section):
@@ -39,8 +41,10 @@ class Source(Section):
     license: str
     weight: float = Field(1.0, ge=0)
     priority: int = Field(0, description="on duplicates across sources, the copy from the highest priority is kept")
-    format: Literal["auto", "text", "jsonl", "parquet", "html"] = "auto"
+    format: Literal["auto", "text", "jsonl", "parquet", "html", "code"] = Field(
+        "auto", description="code: a source tree, one document per file, its programming language from the extension")
     text_field: str = "text"
+    extensions: list[str] = Field(default_factory=list, description="with a folder, only the files whose names end so, e.g. [.py]")
 
 
 class ParallelSource(Section):
@@ -66,6 +70,8 @@ class Recipe(Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     release: ReleaseConfig = ReleaseConfig()
+    plan: PlanConfig = PlanConfig()
+    proxy: ProxyRecord | None = Field(None, description="set by --proxy: the recipe this proxies and what was shrunk")
     base_dir: Path = Field(Path("."), exclude=True, description="folder that relative paths start from")
 
     @field_validator("languages")
@@ -109,7 +115,7 @@ class Recipe(Section):
         """The files a source names: a file, a folder (all files under it) or a glob."""
         path = self.resolve(source.path)
         if path.is_dir():
-            return sorted(p for p in path.rglob("*") if p.is_file())
+            return sorted(p for p in path.rglob("*") if p.is_file() and (not source.extensions or p.name.endswith(tuple(source.extensions))))
         if any(ch in source.path for ch in "*?["):
             return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
         return [path] if path.is_file() else []
@@ -203,8 +209,9 @@ def parse_recipe(data: Any, base_dir: Path, origin: str = "recipe") -> Recipe:
     return recipe
 
 
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
-    """Read, override and validate a recipe file."""
+def load_recipe(path: str | Path, overrides: list[str] = (), proxy: str | None = None) -> Recipe:
+    """Read, override and validate a recipe file; with `proxy` (a size of `fournil.proxy.SIZES`), at
+    proxy scale, the overrides applied after the shrinking."""
     path = Path(path)
     if not path.is_file():
         raise FournilError(f"recipe {path}: no such file")
@@ -212,5 +219,14 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise FournilError(f"recipe {path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if proxy is not None:
+        from fournil.proxy import SIZES, proxy_data
+
+        if proxy not in SIZES:
+            raise FournilError(f"--proxy-size {proxy!r}: choose one of {', '.join(SIZES)}")
+        full = parse_recipe(data, path.resolve().parent, origin=f"recipe {path}")
+        if full.proxy is not None:
+            raise FournilError(f"recipe {path} is a proxy already (its proxy: section); run it without --proxy")
+        data = proxy_data(data, full, proxy)
     data = apply_overrides(data if isinstance(data, dict) else {}, list(overrides)) if overrides else data
     return parse_recipe(data, path.resolve().parent, origin=f"recipe {path}")

@@ -77,7 +77,7 @@ STAGES: tuple[Stage, ...] = (
           "bits per byte per language on held-out documents, tasks, memorisation",
           figures="fournil.evaluate.figures:EvaluateFigures"),
     Stage("release", ("description", "seed", "languages", "sources", "parallel", "corpus.pii", "corpus.decontaminate",
-                      "corpus.heldout_fraction", "release"),
+                      "corpus.heldout_fraction", "release", "proxy"),
           ("corpus", "tokenizer", "mixture", "train", "evaluate"), "fournil.release.stage:run",
           "a Hugging Face model folder with model card, datasheet, transparency checklist and report",
           figures="fournil.release.figures:ReleaseFigures"),

@@ -1,6 +1,7 @@
 """Readers: raw files of a source → documents, with every unreadable record counted by reason.
 
-Formats: plain text (a file is a document), JSONL (plain, .gz, .zst, .bz2, .xz; the text field is
+Formats: plain text (a file is a document), code (a file of a source tree is a document, tagged
+with its programming language), JSONL (plain, .gz, .zst, .bz2, .xz; the text field is
 chosen per source), Parquet, and HTML (main text extracted with trafilatura). Nothing here raises
 on bad data: invalid lines, invalid UTF-8, truncated compressed files, empty files and binary
 files are dropped with their reason so the funnel stays complete. In JSONL the unit is the line: a
@@ -25,6 +26,9 @@ STEP = "read"
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 META_FIELDS = ("id", "lang", "source", "category", "license")
+PROGRAMMING_LANGUAGES = {".py": "python", ".c": "c", ".h": "c", ".cc": "c++", ".cpp": "c++", ".hpp": "c++", ".rs": "rust",
+                         ".go": "go", ".java": "java", ".js": "javascript", ".ts": "typescript", ".rb": "ruby",
+                         ".sh": "shell", ".pl": "perl", ".lua": "lua", ".sql": "sql", ".r": "r", ".jl": "julia"}
 
 
 def file_format(path: Path, declared: str = "auto") -> str:
@@ -126,6 +130,13 @@ class SourceReader:
             self._drop("invalid_utf8", len(raw), name)
             return
         if doc := self._document(text, name):
+            yield doc
+
+    def _read_code(self, path: Path, name: str) -> Iterator[Document]:
+        """A source file: one document, tagged with its programming language (by extension)."""
+        suffix = path.suffix.lower()
+        for doc in self._read_text(path, name):
+            doc.metadata["programming_language"] = PROGRAMMING_LANGUAGES.get(suffix, suffix.lstrip(".") or "unknown")
             yield doc
 
     def _read_jsonl(self, path: Path, name: str) -> Iterator[Document]:

@@ -22,6 +22,7 @@ from fournil.corpus.pii import scrub
 from fournil.corpus.quality import QualityRules, load_settings
 
 BATCH_DOCUMENTS, BATCH_CHARS = 512, 2_000_000  # language ID reads documents in batches of this size
+CODE = "code"  # a source of this category is code: language ID and the prose quality rules pass it as it is
 
 
 class CorpusStep(BaseFilter):
@@ -76,6 +77,12 @@ class LanguageID(CorpusStep):
         batch: list[Document] = []
         chars = 0
         for doc in data:
+            if doc.metadata.get("category") == CODE:  # its declared language stands (comments, names)
+                lang, source, size = doc.metadata["lang"], doc.metadata["source"], len(doc.text)
+                self.ledger.read(self.name, lang, source, size)
+                self.ledger.keep(self.name, lang, source, size)
+                yield doc
+                continue
             batch.append(doc)
             chars += len(doc.text)
             if len(batch) >= BATCH_DOCUMENTS or chars >= BATCH_CHARS:
@@ -133,6 +140,8 @@ class QualityFilter(CorpusStep):
         self.rules: dict[str, QualityRules] = {}
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if doc.metadata.get("category") == CODE:  # rules written for prose (stop words, line endings) would drop code
+            return True
         lang = doc.metadata["lang"]
         if lang not in self.rules:
             self.rules[lang] = QualityRules(load_settings(lang, Path(self.settings_dir) if self.settings_dir else None))

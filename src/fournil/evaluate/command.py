@@ -120,7 +120,8 @@ def evaluate_folder(model_dir: Path, out: Path, config: EvaluateConfig, run_dir:
 
 
 def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_dir: Path | None, text_specs: list[str],
-         tasks: str | None, harness: str | None, out: Path | None, tokenizer_dir: Path | None, device: str) -> Path:
+         tasks: str | None, harness: str | None, out: Path | None, tokenizer_dir: Path | None, device: str,
+         proxy: str | None = None) -> Path:
     """The CLI: a recipe runs the stage, a folder is a model; with --harness, lm-eval runs too. Returns the results folder."""
     from fournil.model.io import pick_device
 
@@ -132,7 +133,7 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
         from fournil.recipe import load_recipe
         from fournil.runs import run_dir_for, run_stage
 
-        recipe = load_recipe(target, overrides)
+        recipe = load_recipe(target, overrides, proxy)
         folder = run_dir_for(recipe, runs_dir)
         if harness:
             from fournil.evaluate.harness import run_harness

@@ -67,8 +67,9 @@ def group_shares(groups: list[Group], languages: dict[str, float], weights: dict
     return shares
 
 
-def make_plan(groups: list[Group], languages: dict[str, float], config: MixtureConfig, budget: int) -> dict:
-    """The plan as JSON-ready data; raises when a group would be repeated beyond `max_epochs`."""
+def make_plan(groups: list[Group], languages: dict[str, float], config: MixtureConfig, budget: int, refuse: bool = True) -> dict:
+    """The plan as JSON-ready data; raises when a group would be repeated beyond `max_epochs` (unless
+    `refuse` is False: `fournil plan` reports the repeats instead)."""
     stages = config.stages or [CurriculumStage(name="main", share=1.0)]
     planned = [0.0] * len(groups)
     stage_plans = []
@@ -91,7 +92,8 @@ def make_plan(groups: list[Group], languages: dict[str, float], config: MixtureC
         })
         start = end
     epochs = [p / g.tokens if g.tokens else 0.0 for g, p in zip(groups, planned)]
-    _refuse_over_cap(groups, epochs, config.max_epochs, budget)
+    if refuse:
+        _refuse_over_cap(groups, epochs, config.max_epochs, budget)
     return {
         "budget_tokens": budget,
         "max_epochs": config.max_epochs,

@@ -33,6 +33,9 @@ class LlamaConfig:
     qk_norm: bool = False
     alibi: bool = False  # BLOOM: linear attention biases instead of RoPE
     embedding_norm: bool = False  # BLOOM: a LayerNorm right after the token embeddings
+    layer_norm: bool = False  # BLOOM: LayerNorm (with a bias) instead of RMSNorm in every block and at the end
+    gelu_mlp: bool = False  # BLOOM: a two-matrix GELU (tanh) MLP instead of SwiGLU
+    bias: bool = False  # BLOOM: biases on the attention and MLP projections (not on the output head)
     init_std: float = 0.02
 
     def __post_init__(self) -> None:

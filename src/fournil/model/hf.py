@@ -1,5 +1,5 @@
 """Hugging Face interop: a fournil model ⇄ a `LlamaForCausalLM` folder that transformers, lm-eval,
-vLLM and llama.cpp's converter load as is.
+vLLM and llama.cpp's converter load as is; a BLOOM-shaped model → a `BloomForCausalLM` folder.
 
 Only the tensor names differ (fournil's layout is Llama's, rotate-half RoPE included), so both
 directions are renamings of safetensors; transformers is not needed for either.
@@ -42,11 +42,61 @@ def hf_name(name: str) -> str:
     return {"embed.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight", "lm_head.weight": "lm_head.weight"}[name]
 
 
+BLOOM_SWITCHES = ("alibi", "embedding_norm", "layer_norm", "gelu_mlp", "bias")
+
+
 def check_exportable(config: LlamaConfig) -> None:
-    extras = [name for name in ("alibi", "embedding_norm", "qk_norm") if getattr(config, name)]
+    """Raise unless the model is a Llama (none of the BLOOM switches nor QK-norm)."""
+    extras = [name for name in (*BLOOM_SWITCHES, "qk_norm") if getattr(config, name)]
     if extras:
         raise FournilError(f"this model uses {', '.join(extras)}, which Llama (transformers, llama.cpp) does not have: "
-                           "it is an ablation model, not Llama-exportable; train with those switches off to release it")
+                           "it is not Llama-exportable")
+
+
+def export_architecture(config: LlamaConfig) -> str:
+    """'llama' or 'bloom': the transformers architecture this model is exactly; else a FournilError saying why none."""
+    if not any(getattr(config, name) for name in BLOOM_SWITCHES):
+        check_exportable(config)
+        return "llama"
+    missing = [name for name in BLOOM_SWITCHES if not getattr(config, name)]
+    other = [why for why, bad in (("qk_norm", config.qk_norm), ("grouped-query attention", config.n_kv_heads != config.n_heads),
+                                  (f"ffn_dim {config.ffn_dim} ≠ 4 × dim", config.ffn_dim != 4 * config.dim),
+                                  ("untied embeddings", not config.tie_embeddings)) if bad]
+    if missing or other:
+        raise FournilError(f"this model mixes Llama and BLOOM ({', '.join(missing) + ' off' if missing else ''}"
+                           f"{'; ' if missing and other else ''}{', '.join(other)}), so neither LlamaForCausalLM nor "
+                           "BloomForCausalLM computes it")
+    return "bloom"
+
+
+def bloom_tensors(model: Llama) -> dict[str, torch.Tensor]:
+    """fournil's tensors under BloomForCausalLM's names; q, k and v fused per head as BLOOM keeps them."""
+    c, tensors = model.config, {}
+    state = {name: t.detach() for name, t in model.state_dict().items()}
+    tensors["transformer.word_embeddings.weight"] = state["embed.weight"]
+    for suffix in ("weight", "bias"):
+        tensors[f"transformer.word_embeddings_layernorm.{suffix}"] = state[f"embed_norm.{suffix}"]
+        tensors[f"transformer.ln_f.{suffix}"] = state[f"norm.{suffix}"]
+        for i in range(c.n_layers):
+            ours, theirs = f"layers.{i}.", f"transformer.h.{i}."
+            parts = [state[f"{ours}attn.{w}.{suffix}"].reshape(c.n_heads, c.head_dim, -1) for w in ("wq", "wk", "wv")]
+            tensors[theirs + f"self_attention.query_key_value.{suffix}"] = torch.stack(parts, dim=1).reshape(3 * c.dim, -1).squeeze(-1)
+            for mine, hf in (("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"), ("attn.wo", "self_attention.dense"),
+                             ("ffn.w1", "mlp.dense_h_to_4h"), ("ffn.w2", "mlp.dense_4h_to_h")):
+                tensors[f"{theirs}{hf}.{suffix}"] = state[f"{ours}{mine}.{suffix}"]
+    return {name: t.contiguous() for name, t in tensors.items()}
+
+
+def bloom_config(config: LlamaConfig, tokens: dict[str, int | None], dtype: torch.dtype) -> dict:
+    return {
+        "architectures": ["BloomForCausalLM"], "model_type": "bloom", "vocab_size": config.vocab_size,
+        "hidden_size": config.dim, "n_layer": config.n_layers, "n_head": config.n_heads,
+        "layer_norm_epsilon": config.norm_eps, "initializer_range": config.init_std,
+        "apply_residual_connection_post_layernorm": False, "hidden_dropout": 0.0, "attention_dropout": 0.0,
+        "pretraining_tp": 1, "slow_but_exact": False, "tie_word_embeddings": True, "seq_length": config.context_length,
+        "bos_token_id": tokens["bos"], "eos_token_id": tokens["eos"], "pad_token_id": tokens["pad"],
+        "torch_dtype": str(dtype).removeprefix("torch."), "use_cache": True,
+    }
 
 
 def special_tokens(tokenizer_dir: Path) -> dict[str, int | None]:
@@ -99,10 +149,11 @@ def hf_config(config: LlamaConfig, tokens: dict[str, int | None], dtype: torch.d
 
 
 def export_hf(model_folder_or_model: Path | Llama, tokenizer_dir: Path, out_dir: Path, dtype: str | None = None) -> Path:
-    """Write a `LlamaForCausalLM` folder: config.json, model.safetensors, the tokenizer files and
-    generation_config.json. `dtype` (float32, bfloat16, float16) defaults to the model's."""
+    """Write a `LlamaForCausalLM` folder (a `BloomForCausalLM` one for a BLOOM model): config.json,
+    model.safetensors, the tokenizer files and generation_config.json. `dtype` (float32, bfloat16,
+    float16) defaults to the model's."""
     model = model_folder_or_model if isinstance(model_folder_or_model, Llama) else load_model(model_folder_or_model)
-    check_exportable(model.config)
+    architecture = export_architecture(model.config)
     tokens = special_tokens(tokenizer_dir)
     if tokens["vocab_size"] > model.config.vocab_size:
         raise FournilError(f"{tokenizer_dir}: the tokenizer has {tokens['vocab_size']} tokens but the model only "
@@ -112,13 +163,16 @@ def export_hf(model_folder_or_model: Path | Llama, tokenizer_dir: Path, out_dir:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = DTYPES[dtype] if dtype else model.embed.weight.dtype
-    tensors = {hf_name(name): t.to(target) for name, t in state_tensors(model).items()}
+    if architecture == "bloom":
+        tensors = {name: t.to(target) for name, t in bloom_tensors(model).items()}
+    else:
+        tensors = {hf_name(name): t.to(target) for name, t in state_tensors(model).items()}
     atomic_write(out_dir / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     for name in TOKENIZER_FILES:
         if (Path(tokenizer_dir) / name).is_file():
             atomic_write(out_dir / name, lambda p, name=name: shutil.copyfile(Path(tokenizer_dir) / name, p))
     generation = {"bos_token_id": tokens["bos"], "eos_token_id": tokens["eos"], "pad_token_id": tokens["pad"]}
-    for name, data in (("generation_config.json", generation), ("config.json", hf_config(model.config, tokens, target))):
+    for name, data in (("generation_config.json", generation), ("config.json", (bloom_config if architecture == "bloom" else hf_config)(model.config, tokens, target))):
         atomic_write(out_dir / name, lambda p, data=data: p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
     return out_dir
 

@@ -1,7 +1,8 @@
 """The Llama family in one file: pre-RMSNorm, SwiGLU, RoPE, grouped-query attention.
 
-BLOOM's choices (ALiBi instead of RoPE, a LayerNorm after the embeddings) and QK-norm are switches
-for ablations on small models. The tensor layout follows Hugging Face's `LlamaForCausalLM`
+BLOOM's choices (ALiBi instead of RoPE, a LayerNorm after the embeddings, LayerNorm and a biased GELU
+MLP in the blocks) and QK-norm are switches; with all of BLOOM's on, the model is BLOOM's and exports to
+`BloomForCausalLM` (fournil.model.hf). The tensor layout follows Hugging Face's `LlamaForCausalLM`
 (rotate-half RoPE, query head h reads key/value head h // (n_heads / n_kv_heads)), so export is a
 renaming of tensors. No parallelism, logging or I/O here: the trainer wraps the model from outside.
 """
@@ -34,6 +35,11 @@ class RMSNorm(nn.Module):
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.type_as(x)
+
+
+def make_norm(config: LlamaConfig, dim: int) -> nn.Module:
+    """The block and final norm: LayerNorm with a bias for BLOOM, RMSNorm otherwise."""
+    return nn.LayerNorm(dim, eps=config.norm_eps) if config.layer_norm else RMSNorm(dim, config.norm_eps)
 
 
 def rope_tables(positions: Tensor, head_dim: int, base: float) -> tuple[Tensor, Tensor]:
@@ -81,10 +87,10 @@ class Attention(nn.Module):
         super().__init__()
         self.layer = layer
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
-        self.wq = nn.Linear(config.dim, config.n_heads * self.head_dim, bias=False)
-        self.wk = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
-        self.wv = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
-        self.wo = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=False)
+        self.wq = nn.Linear(config.dim, config.n_heads * self.head_dim, bias=config.bias)
+        self.wk = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=config.bias)
+        self.wv = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=config.bias)
+        self.wo = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=config.bias)
         self.q_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
         self.k_norm = RMSNorm(self.head_dim, config.norm_eps) if config.qk_norm else None
 
@@ -111,15 +117,17 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+    """SwiGLU: w2(silu(w1 x) * w3 x); or, with gelu_mlp, BLOOM's w2(gelu(w1 x)) (tanh approximation)."""
 
     def __init__(self, config: LlamaConfig) -> None:
         super().__init__()
-        self.w1 = nn.Linear(config.dim, config.ffn_dim, bias=False)
-        self.w2 = nn.Linear(config.ffn_dim, config.dim, bias=False)
-        self.w3 = nn.Linear(config.dim, config.ffn_dim, bias=False)
+        self.w1 = nn.Linear(config.dim, config.ffn_dim, bias=config.bias)
+        self.w2 = nn.Linear(config.ffn_dim, config.dim, bias=config.bias)
+        self.w3 = None if config.gelu_mlp else nn.Linear(config.dim, config.ffn_dim, bias=config.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.w3 is None:
+            return self.w2(F.gelu(self.w1(x), approximate="tanh"))
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
@@ -145,9 +153,9 @@ class OutputHead(nn.Linear):
 class Block(nn.Module):
     def __init__(self, config: LlamaConfig, layer: int) -> None:
         super().__init__()
-        self.attn_norm = RMSNorm(config.dim, config.norm_eps)
+        self.attn_norm = make_norm(config, config.dim)
         self.attn = Attention(config, layer)
-        self.ffn_norm = RMSNorm(config.dim, config.norm_eps)
+        self.ffn_norm = make_norm(config, config.dim)
         self.ffn = FeedForward(config)
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None, cache: KVCache | None) -> Tensor:
@@ -164,7 +172,7 @@ class Llama(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.dim)
         self.embed_norm = nn.LayerNorm(config.dim, eps=config.norm_eps) if config.embedding_norm else None
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
-        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.norm = make_norm(config, config.dim)
         self.lm_head = OutputHead(config.dim, config.vocab_size, bias=False)
         self.init_weights()
 
@@ -184,10 +192,13 @@ class Llama(nn.Module):
             nn.init.normal_(self.lm_head.weight, std=std)
         for layer in self.layers:
             for linear in (layer.attn.wq, layer.attn.wk, layer.attn.wv, layer.ffn.w1, layer.ffn.w3):
-                nn.init.normal_(linear.weight, std=std)
+                if linear is not None:
+                    nn.init.normal_(linear.weight, std=std)
             for linear in (layer.attn.wo, layer.ffn.w2):
                 nn.init.normal_(linear.weight, std=std / math.sqrt(2 * self.config.n_layers))
         for module in self.modules():
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
             if isinstance(module, RMSNorm | nn.LayerNorm):
                 nn.init.ones_(module.weight)
             if isinstance(module, nn.LayerNorm):

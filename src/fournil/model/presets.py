@@ -30,6 +30,11 @@ PRESETS: dict[str, LlamaConfig] = {
     # in the Llama recipe its successors use: SwiGLU width 5504 has the parameters of its 8192-wide GELU MLP
     "polylm-1.7b": LlamaConfig(vocab_size=256000, dim=2048, n_layers=24, n_heads=16, n_kv_heads=16, ffn_dim=5504,
                                context_length=2048, tie_embeddings=True),
+    # BLOOM-1b7 (BigScience 2022): ALiBi, a LayerNorm on the embeddings, LayerNorm and a biased 4×d GELU MLP
+    # in the blocks, shared input and output embeddings, a 250,880-row embedding (its 250,680 tokens, padded)
+    "bloom-1b7": LlamaConfig(vocab_size=250880, dim=2048, n_layers=24, n_heads=16, n_kv_heads=16, ffn_dim=8192,
+                             context_length=2048, tie_embeddings=True, alibi=True, embedding_norm=True,
+                             layer_norm=True, gelu_mlp=True, bias=True),
     # Lucie-7B (OpenLLM-France 2025), pretraining context; its long-context phase raised rope_base and context
     "lucie-7b": LlamaConfig(vocab_size=65024, dim=4096, n_layers=32, n_heads=32, n_kv_heads=8, ffn_dim=12288,
                             context_length=4096, rope_base=500000.0),
@@ -41,10 +46,15 @@ def count_params(config: LlamaConfig, non_embedding: bool = False) -> int:
 
     `non_embedding` leaves out the token embedding and output head matrices (Kaplan et al.'s N).
     """
-    d, hd = config.dim, config.head_dim
+    d, hd, f = config.dim, config.head_dim, config.ffn_dim
+    norm = 2 * d if config.layer_norm else d  # LayerNorm has a bias
     attn = d * hd * (2 * config.n_heads + 2 * config.n_kv_heads) + (2 * hd if config.qk_norm else 0)
-    layer = attn + 3 * d * config.ffn_dim + 2 * d
-    body = config.n_layers * layer + d + (2 * d if config.embedding_norm else 0)
+    mlp = (2 if config.gelu_mlp else 3) * d * f
+    if config.bias:
+        attn += hd * (config.n_heads + 2 * config.n_kv_heads) + d
+        mlp += f + d
+    layer = attn + mlp + 2 * norm
+    body = config.n_layers * layer + norm + (2 * d if config.embedding_norm else 0)
     if non_embedding:
         return body
     return body + config.vocab_size * d * (1 if config.tie_embeddings else 2)

@@ -6,8 +6,12 @@ import yaml
 
 from fournil.release.render import human, num, render
 
-ARCHITECTURE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                     "intermediate_size", "vocab_size", "max_position_embeddings", "rope_theta", "tie_word_embeddings")
+ARCHITECTURE_KEYS = {  # config.json fields shown, by the architecture written
+    "LlamaForCausalLM": ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                         "intermediate_size", "vocab_size", "max_position_embeddings", "rope_theta", "tie_word_embeddings"),
+    "BloomForCausalLM": ("hidden_size", "n_layer", "n_head", "vocab_size", "seq_length", "layer_norm_epsilon", "tie_word_embeddings"),
+}
+ARCHITECTURE_NAMES = {"LlamaForCausalLM": "Llama", "BloomForCausalLM": "BLOOM"}
 EVAL_METRICS = (("bits_per_byte", "bits per byte"), ("byte_perplexity", "byte perplexity"),
                 ("unigram_bits_per_byte", "unigram baseline bits per byte"))
 
@@ -87,7 +91,10 @@ def metadata(facts: dict) -> dict:
 
 def model_card(facts: dict, transparency: dict) -> str:
     front = yaml.safe_dump(metadata(facts), sort_keys=False, allow_unicode=True, width=1000)
-    body = render("card.md.j2", f=facts, t=transparency, architecture_keys=ARCHITECTURE_KEYS,
+    architecture = facts["model"].get("architecture") or "LlamaForCausalLM"
+    body = render("card.md.j2", f=facts, t=transparency, architecture=architecture,
+                  architecture_name=ARCHITECTURE_NAMES.get(architecture, "fournil"),
+                  architecture_keys=ARCHITECTURE_KEYS.get(architecture, ()),
                   limitations=limitations(facts), repo_id=facts["release"]["repo_id"] or facts["name"])
     return f"---\n{front}---\n\n{body}"
 

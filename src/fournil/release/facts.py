@@ -292,7 +292,8 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
         "config": config or {},
         "parameters": _first(safetensors_parameters(release_dir / "model.safetensors") if release_dir else None,
                              _num(_first(train_fig.get("params"), train_fig.get("parameters")))),
-        "exported": bool(config),
+        "exported": bool(config) and "architectures" in config,
+        "architecture": (config.get("architectures") or ["fournil"])[0] if config else None,
     }
 
     eval_lang = records.figure("evaluate", "per_language") or {}
@@ -303,6 +304,7 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
         "name": name,
         "recipe": recipe.name,
         "description": recipe.description,
+        "proxy": recipe.proxy.model_dump() if recipe.proxy else None,
         "languages": languages,
         "release": release.model_dump(),
         "corpus": {"per_language": {lang: corpus_lang.get(lang) or {} for lang in languages}, "steps": steps,

@@ -16,6 +16,8 @@ class TransparencyScore(Figures):
 class ReleaseFigures(Figures):
     parameters: int | None = None
     gguf: str | None = None  # the GGUF file's name, when one was written
+    format: str | None = None  # LlamaForCausalLM, BloomForCausalLM, or fournil (its own model folder)
+    not_exported: str | None = None  # why transformers cannot load it, when format is fournil
     transparency: TransparencyScore | None = None
     missing_records: list[str] | None = None
     skipped_log_lines: dict[str, int] | None = None

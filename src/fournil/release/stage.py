@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 from fournil.errors import FournilError
@@ -20,27 +21,44 @@ from fournil.release.transparency import checklist
 from fournil.runs import StageContext
 
 
-def export_model(ctx: StageContext, records: Records) -> str | None:
-    """Write the Hugging Face folder (and GGUF when asked); return the GGUF file name if written."""
+def export_model(ctx: StageContext, records: Records) -> tuple[str | None, str | None]:
+    """Write the Hugging Face folder (and GGUF when asked); return the GGUF file name if written, and
+    why the model was not exported when transformers has no class that computes it: then the
+    release holds fournil's own model folder (which `fournil generate`, `chat` and `evaluate` read)."""
     hf = importlib.import_module("fournil.model.hf")  # imported late: torch is only needed here
 
     final = (records.dir("train") or ctx.run_dir / "train") / "final"
     if not (final / "model.safetensors").is_file():
         raise FournilError(f"{final} has no model.safetensors: run `fournil train RECIPE` again")
     tokenizer = records.dir("tokenizer") or ctx.run_dir / "tokenizer"
-    hf.export_hf(final, tokenizer, ctx.out)
+    try:
+        hf.export_hf(final, tokenizer, ctx.out)
+    except FournilError as why:
+        if "mixes Llama and BLOOM" not in str(why) and "not Llama-exportable" not in str(why):
+            raise
+        for name in ("model.safetensors", "config.json"):
+            shutil.copyfile(final / name, ctx.out / name)
+        for name in hf.TOKENIZER_FILES:
+            if (tokenizer / name).is_file():
+                shutil.copyfile(tokenizer / name, ctx.out / name)
+        ctx.log(f"[release] not exported to transformers ({why}); released in fournil's own format instead")
+        return None, str(why)
     if not ctx.recipe.release.gguf:
-        return None
+        return None, None
+    if json.loads((ctx.out / "config.json").read_text())["model_type"] != "llama":
+        ctx.log("[release] no GGUF: fournil writes GGUF for Llama models only")
+        return None, None
     gguf_export = importlib.import_module("fournil.model.gguf_export")
     gguf = ctx.out / f"{ctx.recipe.release.model_name or ctx.recipe.name}.gguf"
     gguf_export.export_gguf(ctx.out, gguf, tokenizer_dir=tokenizer, outtype="f16")
-    return gguf.name
+    return gguf.name, None
 
 
-def write_documents(ctx: StageContext, records: Records, gguf: str | None = None) -> dict:
+def write_documents(ctx: StageContext, records: Records, gguf: str | None = None, not_exported: str | None = None) -> dict:
     """README.md, datasheet.md, transparency.json and report.html from the records; return the facts."""
     facts = gather(records, ctx.recipe, ctx.out)
     facts["gguf"] = gguf
+    facts["model"]["not_exported"] = not_exported
     for name in ("README.md", "datasheet.md", "report.html"):  # the documents exist before the checklist looks for them
         (ctx.out / name).write_text("", encoding="utf-8")
     transparency = checklist(records, ctx.recipe, ctx.out)
@@ -56,8 +74,8 @@ def write_documents(ctx: StageContext, records: Records, gguf: str | None = None
 
 def run(ctx: StageContext) -> dict:
     records = Records.from_context(ctx)
-    gguf = export_model(ctx, records)
-    facts = write_documents(ctx, records, gguf)
+    gguf, not_exported = export_model(ctx, records)
+    facts = write_documents(ctx, records, gguf, not_exported)
     for missing in sorted(set(records.missing)):
         ctx.log(f"[release] not recorded: {missing}")
     for reason, count in sorted(records.skipped.items()):
@@ -66,6 +84,8 @@ def run(ctx: StageContext) -> dict:
     return {
         "parameters": facts["model"]["parameters"],
         "gguf": gguf,
+        "format": facts["model"]["architecture"],
+        "not_exported": not_exported,
         "transparency": score,
         "missing_records": sorted(set(records.missing)),
         "skipped_log_lines": dict(records.skipped),

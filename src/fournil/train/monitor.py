@@ -14,12 +14,10 @@ from typing import Any
 
 import torch
 
+from fournil.hardware import GPUS
+
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, matched against the device name.
-PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
-    ("B200", 2.25e15), ("H200", 989e12), ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12),
-    ("H800", 989e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12),
-    ("A10G", 70e12), ("A10", 125e12), ("RTX 4090", 165e12), ("RTX 3090", 71e12), ("V100", 125e12), ("T4", 65e12),
-)
+PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = tuple((gpu.name, gpu.peak_bf16_flops) for gpu in GPUS)
 
 
 def device_name(device: torch.device) -> str:
