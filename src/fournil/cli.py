@@ -266,6 +266,35 @@ def evaluate(
     typer.echo(f"results: {folder}")
 
 
+instruct_app = typer.Typer(no_args_is_help=True, help="Multilingual self-instruct: instruction data for `sft` from seed tasks and a teacher model.")
+
+
+@instruct_app.command("generate")
+def instruct_generate(
+    config: Annotated[Path, typer.Argument(help="the self-instruct config YAML (see docs/instruct.md)", show_default=False)],
+    set_: Annotated[list[str], typer.Option("--set", "-s", help="override a config field, e.g. --set teacher.concurrency=16 (repeatable)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="discard what the output folder holds and start afresh")] = False,
+) -> None:
+    """Generate instruction data with a teacher: an OpenAI-compatible endpoint or a local model folder.
+
+    Writes examples.jsonl (`messages` format, for sft), dropped.jsonl, answers.jsonl and stats.json to the config's output folder; an interrupted run goes on where it stopped, sending no request twice.
+    """
+    from fournil.instruct.config import load_config
+    from fournil.instruct.generate import generate as run_instruct
+
+    cfg = load_config(config, set_ or [])
+    stats = run_instruct(cfg, force=force)
+    typer.echo(f"{'language':<10}{'kept':>7}{'dropped':>9}{'requests':>10}  top drop reasons")
+    for lang, s in stats["languages"].items():
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(s["dropped"].items(), key=lambda item: -item[1])[:3])
+        typer.echo(f"{lang:<10}{s['kept']:>7}{sum(s['dropped'].values()) + s['unparsable_answers']:>9}{s['requests']:>10}  {reasons}"
+                   + ("  (gave up: max_requests_per_language reached)" if s["gave_up"] else ""))
+    typer.echo(f"examples: {cfg.resolve(cfg.output) / 'examples.jsonl'}")
+
+
+app.add_typer(instruct_app, name="instruct")
+
+
 def main() -> None:
     try:
         app()
