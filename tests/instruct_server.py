@@ -49,9 +49,14 @@ def sentence_pairs(lang: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+@lru_cache(maxsize=8)
+def _pack(lang: str):
+    return load_pack(lang)
+
+
 def task_answer(request_id: str, first: int, count: int) -> str:
     lang, index = request_id.rsplit("-", 1)
-    pack, pairs = load_pack(lang), sentence_pairs(lang)
+    pack, pairs = _pack(lang), sentence_pairs(lang)
     start = int(index) * count
     return "\n\n".join(pack.block(first + i, f"{ASK[lang]} « {pairs[(start + i) % len(pairs)][0]} »", "", pairs[(start + i) % len(pairs)][1])
                        for i in range(count))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import yaml
 
 from fournil.errors import FournilError
 from fournil.instruct.config import InstructConfig, load_config
-from fournil.instruct.filters import SimilarityPool, blacklisted
+from fournil.instruct.filters import SimilarityPool, blacklisted, lcs_length, positions
 from fournil.instruct.generate import Judge, LanguageState, generate
 from fournil.instruct.languages import Task, load_pack, parse_tasks
 
@@ -71,6 +72,18 @@ def test_parse_tasks_reads_the_layout_with_markdown_and_counts_broken_blocks():
     assert parse_tasks(pack, text) == [Task("Explique ce qu'est un haïku.", "", "Un petit poème japonais."),
                                        Task("Traduis en français.", "Good morning", "Bonjour.\nDeuxième ligne."), None]
     assert parse_tasks(pack, "Je ne sais pas.") == []
+
+
+def test_bit_parallel_lcs_equals_the_table():
+    rnd = random.Random(0)
+    for _ in range(500):
+        a, b = ([rnd.randrange(5) for _ in range(rnd.randrange(30))] for _ in range(2))
+        row = [0] * (len(b) + 1)
+        for x in a:
+            previous = 0
+            for j, y in enumerate(b, 1):
+                previous, row[j] = row[j], previous + 1 if x == y else max(row[j], row[j - 1])
+        assert lcs_length(positions(a), len(a), b) == row[-1]
 
 
 def test_french_near_duplicates_are_caught_where_the_default_rouge_tokenizer_misses_them():

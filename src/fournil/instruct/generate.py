@@ -315,6 +315,8 @@ class Generation:
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 found = self._record(done, in_flight)
                 failure = failure or found
+                if failure is None:  # send the next requests before judging these answers
+                    self._top_up(pool, frontier, in_flight)
             self._record(wait(in_flight).done, in_flight)  # look-ahead answers: kept for a run that asks for more
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
