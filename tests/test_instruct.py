@@ -180,8 +180,8 @@ def test_endpoint_down_or_hanging_is_one_line_naming_it_and_keeps_the_work(tmp_p
         generate(config(tmp_path / "down", f"http://127.0.0.1:{port}/v1"), progress=False)
     assert f"127.0.0.1:{port}/v1/chat/completions" in str(error.value) and "\n" not in str(error.value)
 
-    def hang_late(rid, attempt, body):
-        return Reply(delay=2.0) if rid >= "fr-000001" or rid >= "de-000001" and rid.startswith("de") else None
+    def hang_late(rid, attempt, body):  # every request after the first of each language outlasts the timeout
+        return Reply(delay=2.0) if int(rid.split("-")[1]) >= 1 else None
 
     with FakeTeacher(hang_late, seed_examples=2, new_tasks=3) as teacher:
         cfg = config(tmp_path, teacher.url, **{"teacher.timeout_s": 0.3, "teacher.retries": 1})
@@ -206,3 +206,18 @@ def test_config_mistakes_are_one_line_errors(tmp_path):
     path.write_text(yaml.safe_dump({"output": "o", "languages": ["xx"], "examples_per_language": 1, "teacher": {"base_url": "http://h/v1", "model": "m"}}))
     with pytest.raises(FournilError, match="no prompt for language 'xx'"):
         generate(load_config(path), progress=False)
+
+
+def test_a_local_model_folder_is_a_teacher(baked, tmp_path):
+    """The baked mini model (context 128) through fournil's generator: a short prompt, its answer judged and counted."""
+    (tmp_path / "seeds.jsonl").write_text(json.dumps({"id": "s1", "instruction": "Dis bonjour.", "input": "", "output": "Bonjour !"}) + "\n")
+    pack = yaml.safe_load((ROOT / "src/fournil/instruct/languages/fr.yaml").read_text(encoding="utf-8"))
+    (tmp_path / "fr.yaml").write_text(yaml.safe_dump({**pack, "prompt": "{examples}\n\nTâche {first}\n"}, allow_unicode=True))
+    cfg = InstructConfig.model_validate({
+        "output": str(tmp_path / "out"), "languages": {"fr": {"seeds_file": str(tmp_path / "seeds.jsonl"), "prompt_file": str(tmp_path / "fr.yaml")}},
+        "examples_per_language": 1, "max_requests_per_language": 2, "seed_examples": 1, "new_tasks": 1,
+        "teacher": {"model_dir": str(baked / "train" / "final"), "max_tokens": 24, "temperature": 0.0, "device": "cpu"}})
+    stats = generate(cfg, progress=False)
+    fr = stats["languages"]["fr"]
+    assert stats["teacher"].startswith("local model") and fr["requests"] == 2 and stats["answers_on_disk"] == 2
+    assert fr["kept"] + sum(fr["dropped"].values()) == fr["candidates"] and fr["gave_up"] == (fr["kept"] < 1)
