@@ -80,6 +80,8 @@ def main() -> None:
             result = run_task(s, task, None, limit, config.seed, config.batch_size, 32)
             seconds[task.name] = time.perf_counter() - t0
             series[task.name].append((tokens, result))
+        print(f"  {name}: " + ", ".join(f"{n} {r[-1][1]['metrics'][main_metric(r[-1][1])]['value']:.3f}" for n, r in series.items()),
+              flush=True)
     rows = []
     print(f"\n{'task':<20} {'metric':<6} {'n':>4} {'first':>7} {'final':>7} {'stderr':>7} {'chance':>6} {'spearman':>8} "
           f"{'z vs chance':>11} {'last-3 spread/stderr':>20}")
