@@ -73,3 +73,58 @@ def test_asking_for_a_missing_gpu_or_an_unknown_device_is_one_clear_error(tmp_pa
                             ("tpu", "error: --device = 'tpu': use auto, cpu or cuda")):
         result = fournil("evaluate", str(tmp_path), "--device", device)
         assert result.returncode == 2 and result.stderr.strip() == message and "Traceback" not in result.stderr
+
+
+def _all_commands():
+    """(path, click command) for every command and tool of the CLI."""
+    import click
+    import typer
+
+    from fournil.cli import app
+
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    found = []
+    for name in root.list_commands(ctx):
+        command = root.get_command(ctx, name)
+        found.append(((name,), command))
+        if isinstance(command, click.Group):
+            found += [((name, tool), command.get_command(ctx, tool)) for tool in command.list_commands(ctx) if tool != "stage"]
+    return found
+
+
+def test_flags_print_without_a_type_and_every_generate_or_chat_option_has_help():
+    from typer.testing import CliRunner
+
+    from fournil.cli import app
+
+    runner = CliRunner()
+    for path, command in [((), None), *_all_commands()]:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200", "TERM": "dumb"})
+        assert result.exit_code == 0, path
+        assert "<bool>" not in result.output, f"fournil {' '.join(path)} --help shows a flag as <bool>"
+        if path in (("generate",), ("chat",)):
+            undocumented = [p.name for p in command.params if not getattr(p, "help", None) and p.name != "model_dir"]
+            assert undocumented == [], f"fournil {path[0]}: no help for {undocumented}"
+
+
+def test_generate_by_default_does_not_loop_on_a_small_model(baked):
+    """Greedy decoding (the old default) repeats a phrase on the mini model; the default now samples as chat does."""
+    from fournil.model.generate import Generator, Sampling
+
+    generator = Generator(baked / "release", device="cpu")
+    prompt = "Le paquet Debian"
+
+    def longest_repeat(settings) -> int:
+        ids = generator.tokenizer.encode("".join(generator.stream(prompt, settings))).ids
+        grams = [tuple(ids[i:i + 4]) for i in range(len(ids) - 3)]
+        return max(grams.count(g) for g in grams)
+
+    from typer.main import get_command
+
+    from fournil.cli import app
+
+    defaults = {p.name: p.default for p in get_command(app).commands["generate"].params}
+    chosen = Sampling(120, defaults["temperature"], defaults["top_k"], defaults["top_p"], defaults["repetition_penalty"], (), 0)
+    assert longest_repeat(Sampling(120)) >= 5, "greedy decoding on the mini model is expected to loop"
+    assert longest_repeat(chosen) <= 2

@@ -186,7 +186,7 @@ def test_shipped_tasks_are_package_data_so_any_install_has_them():
     package = Path(fournil.__file__).parent
     patterns = tomllib.loads((package.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["fournil"]
     files = sorted(p for p in SHIPPED_DIR.iterdir() if p.is_file())
-    assert SHIPPED_DIR.is_relative_to(package) and len(files) == 45
+    assert SHIPPED_DIR.is_relative_to(package) and len(files) == 46 and SHIPPED_DIR / "local_data.py" in files
     unshipped = [p.name for p in files if not any(fnmatch.fnmatch(str(p.relative_to(package)), g) for g in patterns)]
     assert unshipped == []
     assert load_task("continuation_fr").name == "continuation_fr"

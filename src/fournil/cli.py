@@ -18,11 +18,28 @@ COMMAND_ORDER = ("run", "plan", "corpus", "tokenizer", "mixture", "train", "eval
 OWN_COMMANDS = ("tokenizer", "evaluate")  # stages whose command does more than run the stage (defined below)
 
 
+def _untyped_flags(command, ctx) -> None:  # noqa: ANN001
+    """A flag takes no value, so its help shows no type (typer's would print `--force <bool>`)."""
+    for param in command.get_params(ctx):  # with --help, which click adds (and keeps) here
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+
+
 class _InBakeOrder(TyperGroup):
-    """`fournil --help` lists the commands in the order of a bake, not of their definition."""
+    """`fournil --help` lists the commands in the order of a bake, not of their definition; flags show no type."""
 
     def list_commands(self, ctx) -> list[str]:  # noqa: ANN001
         return sorted(self.commands, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER))
+
+    def get_command(self, ctx, name):  # noqa: ANN001
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _untyped_flags(command, ctx)
+        return command
+
+    def format_help(self, ctx, formatter) -> None:  # noqa: ANN001
+        _untyped_flags(self, ctx)
+        super().format_help(ctx, formatter)
 
 
 app = typer.Typer(
@@ -134,8 +151,16 @@ def _register_stages() -> None:
 _register_stages()
 
 
-ModelDirArg = Annotated[Path, typer.Argument(help="a fournil model folder (runs/<name>/train/final) or a Hugging Face export", show_default=False)]
+ModelDirArg = Annotated[Path, typer.Argument(help="a fournil model folder (runs/<name>/train/final), a release folder or a Hugging Face Llama export", show_default=False)]
 TokenizerOpt = Annotated[Path | None, typer.Option(help="tokenizer folder; default: next to the model or in its run folder")]
+# generate samples as chat does: greedy decoding makes a small model repeat itself (--temperature 0 for greedy)
+MaxNewTokensOpt = Annotated[int, typer.Option(help="at most this many new tokens")]
+TemperatureOpt = Annotated[float, typer.Option(help="sampling temperature; 0 = greedy (argmax), higher = more varied")]
+TopKOpt = Annotated[int, typer.Option(help="sample among the k most likely tokens only; 0 = all")]
+TopPOpt = Annotated[float, typer.Option(help="sample among the most likely tokens whose probabilities first reach p; 1 = all")]
+RepetitionOpt = Annotated[float, typer.Option(help="> 1 makes tokens already in the text less likely; 1 = off")]
+SeedOpt = Annotated[int | None, typer.Option(help="random seed, for the same text on every run; default: a new one each run")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (the GPU when one is visible), cpu or cuda")]
 
 
 def _sampling(max_new_tokens: int, temperature: float, top_k: int, top_p: float, repetition_penalty: float, stop: list[str] | None, seed: int | None):
@@ -146,11 +171,11 @@ def _sampling(max_new_tokens: int, temperature: float, top_k: int, top_p: float,
 
 @app.command()
 def generate(model_dir: ModelDirArg, prompt: Annotated[str, typer.Option(help="the text to continue")],
-             max_new_tokens: int = 200, temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.0, top_k: int = 0,
-             top_p: float = 1.0, repetition_penalty: float = 1.0,
+             max_new_tokens: MaxNewTokensOpt = 200, temperature: TemperatureOpt = 0.7, top_k: TopKOpt = 50,
+             top_p: TopPOpt = 0.9, repetition_penalty: RepetitionOpt = 1.1,
              stop: Annotated[list[str] | None, typer.Option(help="stop before this text (repeatable)")] = None,
-             seed: int | None = None, tokenizer: TokenizerOpt = None, device: str = "auto") -> None:
-    """Continue a prompt with a model, streaming the text to the terminal."""
+             seed: SeedOpt = None, tokenizer: TokenizerOpt = None, device: DeviceOpt = "auto") -> None:
+    """Continue a prompt with a model, streaming the text to the terminal (sampling as chat does)."""
     from fournil.model.generate import Generator
 
     settings = _sampling(max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed)
@@ -163,9 +188,10 @@ def generate(model_dir: ModelDirArg, prompt: Annotated[str, typer.Option(help="t
 
 
 @app.command()
-def chat(model_dir: ModelDirArg, max_new_tokens: int = 400, temperature: float = 0.7, top_k: int = 50, top_p: float = 0.9,
-         repetition_penalty: float = 1.1, system: Annotated[str | None, typer.Option(help="a system message")] = None,
-         seed: int | None = None, tokenizer: TokenizerOpt = None, device: str = "auto") -> None:
+def chat(model_dir: ModelDirArg, max_new_tokens: MaxNewTokensOpt = 400, temperature: TemperatureOpt = 0.7, top_k: TopKOpt = 50,
+         top_p: TopPOpt = 0.9, repetition_penalty: RepetitionOpt = 1.1,
+         system: Annotated[str | None, typer.Option(help="a system message")] = None,
+         seed: SeedOpt = None, tokenizer: TokenizerOpt = None, device: DeviceOpt = "auto") -> None:
     """Talk with a model in the terminal (empty line or Ctrl-D to quit)."""
     from fournil.model.generate import Generator
 
@@ -194,13 +220,14 @@ def _stage_with_tools(name: str, tools: typer.Typer) -> None:
     """Make `fournil NAME RECIPE ...` run the stage and `fournil NAME TOOL ...` one of `tools`' commands."""
     from fournil.runs import get_stage
 
-    class StageGroup(TyperGroup):
+    class StageGroup(_InBakeOrder):
         def parse_args(self, ctx, args):
             if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
                 args = ["stage", *args]  # not a tool's name: the recipe of the stage command
             return super().parse_args(ctx, args)
 
         def format_help(self, ctx, formatter):
+            _untyped_flags(self.commands["stage"], ctx)
             self.commands["stage"].format_help(ctx, formatter)
 
     stage = get_stage(name)
@@ -248,7 +275,8 @@ def evaluate(
     run: Annotated[Path | None, typer.Option(help="model folder: score the held-out documents of this run folder")] = None,
     text: Annotated[list[str] | None, typer.Option(help="model folder: LANG=PATH held-out text (.txt, .jsonl[.zst]); repeatable")] = None,
     tasks: Annotated[str | None, typer.Option(help="comma-separated tasks: shipped names or task YAML paths (lm-eval names with --harness)")] = None,
-    harness: Annotated[str | None, typer.Option(help="'lm-eval': run lm-evaluation-harness on the exported model")] = None,
+    harness: Annotated[str | None, typer.Option(help="'lm-eval': run lm-evaluation-harness on the exported model; 'lm-eval:MODEL' with another lm-eval backend, e.g. lm-eval:vllm")] = None,
+    dtype: Annotated[str, typer.Option(help="--harness: the weights' type, float32, bfloat16 or float16")] = "float32",
     out: Annotated[Path | None, typer.Option(help="model folder: results folder (default evaluate-<folder name>)")] = None,
     tokenizer: TokenizerOpt = None,
     device: Annotated[str, typer.Option(help="model folder: auto (the GPU when one is visible), cpu or cuda")] = "auto",
@@ -262,7 +290,7 @@ def evaluate(
     from fournil.evaluate.command import main as evaluate_main
 
     folder = evaluate_main(target, set_ or [], runs_dir, force, run, text or [], tasks, harness, out, tokenizer, device,
-                           proxy_size if proxy else None)
+                           proxy_size if proxy else None, dtype)
     typer.echo(f"results: {folder}")
 
 

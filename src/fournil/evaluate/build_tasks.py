@@ -126,8 +126,10 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def _write_yaml(path: Path, config: dict) -> None:
+    """The task file; lm-eval loads its data through local_data.py beside it, so it runs from any working folder."""
     header = "# Built by `python -m fournil.evaluate.build_tasks` (see docs/evaluate.md); lm-evaluation-harness task format.\n"
-    path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=200), encoding="utf-8")
+    loader = "custom_dataset: !function local_data.load\n"
+    path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=200) + loader, encoding="utf-8")
 
 
 def _sources(rows: list[dict]) -> dict[str, int]:

@@ -119,16 +119,25 @@ def evaluate_folder(model_dir: Path, out: Path, config: EvaluateConfig, run_dir:
     return results
 
 
+def harness_backend(harness: str | None) -> str | None:
+    """`lm-eval` (its hf backend) or `lm-eval:MODEL` (another lm-eval backend, e.g. vllm) → the backend's name."""
+    if harness is None:
+        return None
+    name, sep, model = harness.partition(":")
+    if name != "lm-eval" or (sep and not model):
+        raise FournilError(f"--harness {harness!r}: give lm-eval, or lm-eval:MODEL for another lm-eval backend (e.g. lm-eval:vllm)")
+    return model or "hf"
+
+
 def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_dir: Path | None, text_specs: list[str],
          tasks: str | None, harness: str | None, out: Path | None, tokenizer_dir: Path | None, device: str,
-         proxy: str | None = None) -> Path:
+         proxy: str | None = None, dtype: str = "float32") -> Path:
     """The CLI: a recipe runs the stage, a folder is a model; with --harness, lm-eval runs too. Returns the results folder."""
     from fournil.model.io import pick_device
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     device = str(pick_device(device, "--device"))
-    if harness not in (None, "lm-eval"):
-        raise FournilError(f"--harness {harness!r}: the one harness supported is lm-eval")
+    backend = harness_backend(harness)
     if target.is_file():
         from fournil.recipe import load_recipe
         from fournil.runs import run_dir_for, run_stage
@@ -140,7 +149,7 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
 
             out = out or folder / "harness"
             run_harness(folder / "train" / "final", task_list or [], out, tokenizer_dir or folder / "tokenizer",
-                        recipe.evaluate.num_fewshot, recipe.evaluate.max_examples, recipe.evaluate.batch_size, device)
+                        recipe.evaluate.num_fewshot, recipe.evaluate.max_examples, recipe.evaluate.batch_size, device, backend, dtype)
             return out
         run_stage(recipe, folder, "evaluate", force=force)
         return folder / "evaluate"
@@ -151,7 +160,8 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
     if harness:
         from fournil.evaluate.harness import run_harness
 
-        run_harness(target, task_list or [], out, tokenizer_dir, config.num_fewshot, config.max_examples, config.batch_size, device)
+        run_harness(target, task_list or [], out, tokenizer_dir, config.num_fewshot, config.max_examples, config.batch_size, device,
+                    backend, dtype)
     else:
         evaluate_folder(target, out, config, run_dir, text_specs, task_list, tokenizer_dir, device)
     return out
