@@ -52,9 +52,15 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a run folder with train/checkpoints and train/final")
     parser.add_argument("--tasks", help="comma-separated tasks; default every shipped task in the run's languages")
     parser.add_argument("--max-examples", type=int, default=None, help="examples per task (default all; translation 100)")
+    parser.add_argument("--steps", help="comma-separated checkpoint steps to score (final always); default every kept one")
+    parser.add_argument("--threads", type=int, help="torch threads; 1 on a busy machine (2 threads there spin and run 10x slower)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     from fournil.evaluate.config import SHIPPED_TASKS, EvaluateConfig
     from fournil.evaluate.runner import run_task
@@ -69,6 +75,9 @@ def main() -> None:
     tokenizer, ids = load(args.run / "tokenizer"), special_ids(args.run / "tokenizer")
     config = EvaluateConfig()
     found = checkpoints(args.run / "train", manifest, "all")
+    if args.steps:
+        wanted = {int(x) for x in args.steps.split(",")}
+        found = [c for c in found if c[0] == "final" or c[2] in wanted]
     print(f"{args.run}: {len(found)} checkpoints ({', '.join(str(t) for *_, t in found)} tokens), languages {', '.join(languages)}")
     series: dict[str, list[tuple[int, dict]]] = {t.name: [] for t in tasks}
     seconds = {}
