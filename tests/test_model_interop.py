@@ -225,6 +225,83 @@ def test_gguf_export_reads_back(tmp_path, tokenizer_dir):
     assert field("tokenizer.ggml.merges")
 
 
+@pytest.fixture(scope="module")
+def fournil_tokenizers(tmp_path_factory):
+    """fournil's own tokenizer folders (tokenizer stage's trainer and writer), with and without split digits."""
+    from fournil.tokenizer.config import TokenizerConfig
+    from fournil.tokenizer.save import save
+    from fournil.tokenizer.train import train_tokenizer
+
+    folders = {}
+    for split in (True, False):
+        folders[split] = tmp_path_factory.mktemp("fournil-tokenizer")
+        save(train_tokenizer(TEXTS * 20, TokenizerConfig(vocab_size=512, split_digits=split)), folders[split])
+    return folders
+
+
+def gguf_field(reader, name):
+    f = reader.fields[name]
+    values = [bytes(f.parts[i]).decode() if f.types[-1].name == "STRING" else f.parts[i][0].item() for i in f.data]
+    return values[0] if len(values) == 1 else values
+
+
+def test_gguf_carries_the_chat_template_name_and_llama_cpp_pre_tokenizer(tmp_path, fournil_tokenizers):
+    from gguf import GGUFReader
+
+    from fournil.model.gguf_export import export_gguf
+    from fournil.tokenizer.save import CHAT_TEMPLATE
+
+    for split, pre in ((True, "qwen35"), (False, "llama-bpe")):
+        folder = fournil_tokenizers[split]
+        out = export_gguf(export_hf(tiny(), folder, tmp_path / pre), tmp_path / f"{pre}.gguf", outtype="f32", name="Pain-1")
+        reader = GGUFReader(out)
+        template = json.loads((folder / "tokenizer_config.json").read_text())["chat_template"]
+        assert gguf_field(reader, "tokenizer.chat_template") == template == CHAT_TEMPLATE
+        assert gguf_field(reader, "tokenizer.ggml.pre") == pre
+        assert gguf_field(reader, "general.name") == "Pain-1" and gguf_field(reader, "general.quantization_version") == 2
+
+
+def test_gguf_quantized_types_are_close_to_the_weights(tmp_path, tokenizer_dir):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    from fournil.model.gguf_export import export_gguf
+
+    model = tiny()
+    hf = export_hf(model, tokenizer_dir, tmp_path / "hf")
+    gate = model.layers[0].ffn.w1.weight.detach().numpy()
+    errors = {}
+    for outtype, file_type, gate_type in (("q8_0", 7, "Q8_0"), ("q4_0", 2, "Q4_0")):
+        reader = GGUFReader(export_gguf(hf, tmp_path / f"{outtype}.gguf", outtype=outtype))
+        tensors = {t.name: t for t in reader.tensors}
+        assert gguf_field(reader, "general.file_type") == file_type
+        assert tensors["blk.0.ffn_gate.weight"].tensor_type.name == gate_type
+        assert tensors["token_embd.weight"].tensor_type.name == "Q8_0"  # the (tied) output head keeps 8 bits
+        assert tensors["blk.0.ffn_down.weight"].tensor_type.name == "F16"  # rows of 176 fill no whole block of 32
+        assert tensors["blk.0.attn_norm.weight"].tensor_type.name == "F32"
+        stored = dequantize(tensors["blk.0.ffn_gate.weight"].data, tensors["blk.0.ffn_gate.weight"].tensor_type)
+        errors[outtype] = np.abs(stored - gate).max() / np.abs(gate).max()
+    assert errors["q8_0"] < 0.01 < errors["q4_0"] < 0.15
+
+
+@pytest.mark.parametrize("change", ["digit after a space", "normaliser", "ignore merges"])
+def test_gguf_export_refuses_a_tokenizer_llama_cpp_would_split_differently(tmp_path, fournil_tokenizers, change):
+    from fournil.model.gguf_export import pre_tokenizer_name
+
+    data = json.loads((fournil_tokenizers[True] / "tokenizer.json").read_text())
+    assert pre_tokenizer_name(fournil_tokenizers[True] / "tokenizer.json") == "qwen35"
+    if change == "digit after a space":  # as fournil's tokenizers before llama.cpp's pre-tokenizers
+        pattern = data["pre_tokenizer"]["pretokenizers"][0]["pattern"]
+        pattern["Regex"] = pattern["Regex"].replace(r"|\p{N}|", r"| ?\p{N}|")
+    elif change == "normaliser":
+        data["normalizer"] = {"type": "NFC"}
+    else:
+        data["model"]["ignore_merges"] = True
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data))
+    with pytest.raises(FournilError, match="not one llama.cpp implements"):
+        pre_tokenizer_name(tmp_path / "tokenizer.json")
+
+
 def test_chat_command_takes_turns(tmp_path, tokenizer_dir):
     from typer.testing import CliRunner
 

@@ -207,23 +207,29 @@ def test_release_with_gguf_writes_a_file_llama_cpp_reads(tmp_path):
         figures = run(ctx)
     finally:
         os.umask(old_mask)
-    assert figures["gguf"] == "tiny-bake.gguf"
-    reader = GGUFReader(ctx.out / "tiny-bake.gguf")
-    tensors = {t.name: t for t in reader.tensors}
+    files = ["tiny-bake-F16.gguf", "tiny-bake-Q8_0.gguf", "tiny-bake-Q4_0.gguf"]
+    assert figures["gguf"] == files
+    types = {}
+    for file in files:
+        reader = GGUFReader(ctx.out / file)
+        tensors = {t.name: t for t in reader.tensors}
+        types[file] = {tensors[n].tensor_type.name for n in ("token_embd.weight", "blk.0.attn_q.weight", "output_norm.weight")}
+        name = reader.fields["general.name"]
+        assert bytes(name.parts[name.data[0]]).decode() == "tiny-bake"  # the model's name, not the folder's
+    assert types == {files[0]: {"F16", "F32"}, files[1]: {"Q8_0", "F32"}, files[2]: {"Q8_0", "Q4_0", "F32"}}
     assert list(tensors["token_embd.weight"].shape) == [model.config.dim, model.config.vocab_size]
-    assert tensors["token_embd.weight"].data.dtype.name == "float16" and tensors["output_norm.weight"].data.dtype.name == "float32"
-    arch = reader.fields["general.architecture"]
-    assert bytes(arch.parts[arch.data[0]]).decode() == "llama"
     card = (ctx.out / "README.md").read_text()
-    assert "llama-cli -m tiny-bake.gguf" in card and "convert_hf_to_gguf" not in card
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json", "tiny-bake.gguf"):
+    assert "llama-completion -m tiny-bake-F16.gguf -no-cnv" in card and "llama-cli -m tiny-bake-F16.gguf" in card
+    assert "convert_hf_to_gguf" not in card and "fournil gguf" not in card
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json", *files):
         assert stat.S_IMODE((ctx.out / name).stat().st_mode) == 0o644, name
 
 
-def test_card_without_gguf_gives_the_convert_command(released):
+def test_card_without_gguf_gives_fournils_convert_command(released):
     out, figures = released
     card = (out / "README.md").read_text()
-    assert figures["gguf"] is None and "python convert_hf_to_gguf.py" in card
+    assert figures["gguf"] is None and "fournil gguf path/to/" in card
+    assert "BPE pre-tokenizer was not recognized" in card  # what llama.cpp's own converter says of it
 
 
 def test_card_and_report_show_the_reference_systems_published_scores(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from fournil.errors import FournilError
 
-COMMAND_ORDER = ("run", "plan", "corpus", "tokenizer", "mixture", "train", "evaluate", "release", "generate", "chat")
+COMMAND_ORDER = ("run", "plan", "corpus", "tokenizer", "mixture", "train", "evaluate", "release", "generate", "chat", "gguf")
 OWN_COMMANDS = ("tokenizer", "evaluate")  # stages whose command does more than run the stage (defined below)
 
 
@@ -214,6 +214,20 @@ def chat(model_dir: ModelDirArg, max_new_tokens: MaxNewTokensOpt = 400, temperat
             sys.stdout.flush()
         sys.stdout.write("\n")
         messages.append({"role": "assistant", "content": "".join(reply).strip()})
+
+
+@app.command()
+def gguf(model_dir: ModelDirArg,
+         outtype: Annotated[str, typer.Option(help="weights: f32, f16, q8_0 or q4_0 (norms stay f32)")] = "q8_0",
+         out: Annotated[Path | None, typer.Option(help="the GGUF file; default: MODEL_DIR/<name>-<TYPE>.gguf")] = None,
+         name: Annotated[str | None, typer.Option(help="the model's name in the file (general.name); default: the folder's")] = None,
+         tokenizer: TokenizerOpt = None) -> None:
+    """Write a GGUF file for llama.cpp: weights, tokenizer (with the pre-tokenizer llama.cpp knows it by) and chat template."""
+    from fournil.model.gguf_export import export_gguf, file_name
+
+    name = name or model_dir.resolve().name
+    path = export_gguf(model_dir, out or model_dir / file_name(name, outtype), tokenizer, outtype, name)
+    typer.echo(f"gguf: {path}")
 
 
 def _stage_with_tools(name: str, tools: typer.Typer) -> None:

@@ -1,7 +1,11 @@
-"""GGUF export for llama.cpp: the `llama` architecture, weights and the byte-level BPE vocabulary.
+"""GGUF export for llama.cpp: the `llama` architecture, weights, the byte-level BPE vocabulary and
+the chat template.
 
 llama.cpp's Llama applies RoPE to interleaved pairs where fournil and Hugging Face rotate halves,
 so the query and key rows are permuted exactly as llama.cpp's own convert_hf_to_gguf.py does.
+llama.cpp splits text before BPE with a pre-tokenizer it knows by name (`tokenizer.ggml.pre`); a
+tokenizer whose splitting is not one of those is refused, since llama.cpp would encode text
+differently from training without a word of warning.
 """
 
 from __future__ import annotations
@@ -10,16 +14,34 @@ import json
 import os
 from pathlib import Path
 
-import gguf
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
 from fournil.errors import FournilError
+
+try:
+    import gguf
+except ModuleNotFoundError:
+    raise FournilError("GGUF export needs the gguf package: pip install 'fournil[gguf]'") from None
 from fournil.model.hf import check_exportable, special_tokens
 from fournil.model.io import find_tokenizer, load_model, state_tensors
+from fournil.tokenizer.train import LLAMA_CPP
 
-OUT_TYPES = {"f32": (np.float32, gguf.LlamaFileType.ALL_F32), "f16": (np.float16, gguf.LlamaFileType.MOSTLY_F16)}
+Q = gguf.GGMLQuantizationType
+# outtype → (file type, matrices, embedding and output head); norms stay f32. Q4_0's head is Q8_0:
+# llama.cpp's llama-quantize raises it to Q6_K, a type gguf's Python helpers cannot write.
+OUT_TYPES = {
+    "f32": (gguf.LlamaFileType.ALL_F32, Q.F32, Q.F32),
+    "f16": (gguf.LlamaFileType.MOSTLY_F16, Q.F16, Q.F16),
+    "q8_0": (gguf.LlamaFileType.MOSTLY_Q8_0, Q.Q8_0, Q.Q8_0),
+    "q4_0": (gguf.LlamaFileType.MOSTLY_Q4_0, Q.Q4_0, Q.Q8_0),
+}
+
+
+def file_name(model_name: str, outtype: str) -> str:
+    """`<model>-<TYPE>.gguf`, as llama.cpp's own releases name them (tiny-F16.gguf, tiny-Q4_0.gguf)."""
+    return f"{model_name}-{outtype.upper()}.gguf"
 
 
 def gguf_name(name: str) -> str:
@@ -55,14 +77,48 @@ def vocabulary(tokenizer_path: Path, vocab_size: int) -> tuple[list[str], list[i
 
 
 def pre_tokenizer_name(tokenizer_path: Path) -> str:
-    """llama.cpp's name for the pre-tokenizer: GPT-2's regex when that is all there is, else its default."""
-    pre = json.loads(tokenizer_path.read_text(encoding="utf-8")).get("pre_tokenizer") or {}
-    return "gpt-2" if pre.get("type") == "ByteLevel" and pre.get("use_regex", True) else "default"
+    """llama.cpp's name for the tokenizer's pre-tokenizer; a FournilError when llama.cpp has none that
+    splits as it does (or when a normaliser would change the text first, which llama.cpp never does)."""
+    data = json.loads(tokenizer_path.read_text(encoding="utf-8"))
+    pre, ignore_merges = data.get("pre_tokenizer") or {}, bool(data.get("model", {}).get("ignore_merges"))
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    byte_level = steps[-1].get("type") == "ByteLevel" and not steps[-1].get("add_prefix_space")
+    name = None
+    if data.get("normalizer") is None and byte_level and len(steps) == 1 and steps[0].get("use_regex", True):
+        name = None if ignore_merges else "gpt-2"
+    elif data.get("normalizer") is None and byte_level and len(steps) == 2 and not steps[1].get("use_regex", True):
+        split = steps[0]
+        isolated = split.get("type") == "Split" and split.get("behavior") == "Isolated" and not split.get("invert")
+        known = LLAMA_CPP.get((split.get("pattern") or {}).get("Regex")) if isolated else None
+        name = known.name if known and known.ignore_merges == ignore_merges else None
+    if name is None:
+        raise FournilError(f"{tokenizer_path}: its pre-tokenizer is not one llama.cpp implements, so llama.cpp would split text "
+                           "differently from training; train the tokenizer again with this fournil (qwen35 or llama-bpe splitting), "
+                           "or release the Hugging Face folder without GGUF")
+    return name
 
 
-def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | None = None, outtype: str = "f16") -> Path:
-    """Write a GGUF file that llama.cpp runs: weights (`outtype` f16 or f32; norms stay f32) and the
-    tokenizer (vocabulary, merges, special tokens). The tokenizer is found next to the model unless given."""
+def chat_template(tokenizer_dir: Path) -> str | None:
+    """The tokenizer_config.json's chat template, the one transformers applies."""
+    path = tokenizer_dir / "tokenizer_config.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("chat_template") if path.is_file() else None
+
+
+def gguf_tensor(name: str, tensor: torch.Tensor, outtype: str) -> tuple[np.ndarray, gguf.GGMLQuantizationType]:
+    """The tensor's data in its GGUF type: norms f32; a matrix whose rows do not fill whole blocks f16."""
+    _, matrix, head = OUT_TYPES[outtype]
+    qtype = Q.F32 if tensor.ndim == 1 else head if name in ("embed.weight", "lm_head.weight") else matrix
+    data = tensor.float().numpy()
+    if qtype not in (Q.F32, Q.F16) and data.shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0]:
+        qtype = Q.F16
+    return gguf.quants.quantize(data, qtype), qtype
+
+
+def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | None = None, outtype: str = "f16",
+                name: str | None = None) -> Path:
+    """Write a GGUF file that llama.cpp runs: weights (`outtype` f32, f16, q8_0 or q4_0; norms stay f32),
+    the tokenizer (vocabulary, merges, special tokens, pre-tokenizer) and its chat template. `name` is
+    the model's (general.name), the folder's by default. The tokenizer is found next to the model unless given."""
     if outtype not in OUT_TYPES:
         raise FournilError(f"outtype {outtype!r}: choose one of {', '.join(OUT_TYPES)}")
     model = load_model(hf_or_model_folder)
@@ -71,14 +127,17 @@ def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | 
     tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else find_tokenizer(hf_or_model_folder)
     tokenizer_path = tokenizer_dir / "tokenizer.json"
     ids = special_tokens(tokenizer_dir)
+    pre = pre_tokenizer_name(tokenizer_path)
     tokens, types, merges = vocabulary(tokenizer_path, config.vocab_size)
     probe = Tokenizer.from_file(str(tokenizer_path)).encode("a", add_special_tokens=True).ids
+    template = chat_template(tokenizer_dir)
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     writer = gguf.GGUFWriter(tmp, "llama")
-    writer.add_name(Path(hf_or_model_folder).resolve().name)
+    writer.add_name(name or Path(hf_or_model_folder).resolve().name)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_context_length(config.context_length)
     writer.add_embedding_length(config.dim)
     writer.add_block_count(config.n_layers)
@@ -89,9 +148,9 @@ def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | 
     writer.add_rope_freq_base(config.rope_base)
     writer.add_layer_norm_rms_eps(config.norm_eps)
     writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type(OUT_TYPES[outtype][1])
+    writer.add_file_type(OUT_TYPES[outtype][0])
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre_tokenizer_name(tokenizer_path))
+    writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
@@ -100,14 +159,16 @@ def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | 
             add(ids[role])
     writer.add_add_bos_token(bool(probe) and probe[0] == ids["bos"])
     writer.add_add_eos_token(bool(probe) and probe[-1] == ids["eos"])
+    if template:
+        writer.add_chat_template(template)
 
-    for name, tensor in state_tensors(model).items():
-        if name.endswith("attn.wq.weight"):
+    for key, tensor in state_tensors(model).items():
+        if key.endswith("attn.wq.weight"):
             tensor = interleave_rope_rows(tensor, config.n_heads)
-        elif name.endswith("attn.wk.weight"):
+        elif key.endswith("attn.wk.weight"):
             tensor = interleave_rope_rows(tensor, config.n_kv_heads)
-        dtype = np.float32 if tensor.ndim == 1 else OUT_TYPES[outtype][0]
-        writer.add_tensor(gguf_name(name), tensor.float().numpy().astype(dtype))
+        data, qtype = gguf_tensor(key, tensor, outtype)
+        writer.add_tensor(gguf_name(key), data, raw_dtype=qtype)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -4,6 +4,8 @@ Everything here is what only a person can say (names, licence, intended use); ev
 release is read from the run's records instead.
 """
 
+from typing import Literal
+
 from pydantic import Field
 
 from fournil.schema import Section
@@ -20,4 +22,6 @@ class ReleaseConfig(Section):
     intended_use: str | None = Field(None, description="the team's statement of intended uses; without it the card says none was given")
     out_of_scope_use: str | None = Field(None, description="uses the team advises against")
     training_location: str | None = Field(None, description="country or region of the training hardware, for co2_eq_emissions")
-    gguf: bool = Field(False, description="also write a GGUF file for llama.cpp")
+    gguf: bool = Field(False, description="also write GGUF files for llama.cpp, one per `gguf_types`")
+    gguf_types: list[Literal["f32", "f16", "q8_0", "q4_0"]] = Field(
+        ["f16", "q8_0", "q4_0"], min_length=1, description="weight types of the GGUF files, each written as <model_name>-<TYPE>.gguf")

@@ -15,7 +15,7 @@ class TransparencyScore(Figures):
 
 class ReleaseFigures(Figures):
     parameters: int | None = None
-    gguf: str | None = None  # the GGUF file's name, when one was written
+    gguf: list[str] | None = None  # the GGUF files' names, when they were written
     format: str | None = None  # LlamaForCausalLM, BloomForCausalLM, or fournil (its own model folder)
     not_exported: str | None = None  # why transformers cannot load it, when format is fournil
     transparency: TransparencyScore | None = None

@@ -21,8 +21,8 @@ from fournil.release.transparency import checklist
 from fournil.runs import StageContext
 
 
-def export_model(ctx: StageContext, records: Records) -> tuple[str | None, str | None]:
-    """Write the Hugging Face folder (and GGUF when asked); return the GGUF file name if written, and
+def export_model(ctx: StageContext, records: Records) -> tuple[list[str] | None, str | None]:
+    """Write the Hugging Face folder (and GGUF files when asked); return the GGUF file names if written, and
     why the model was not exported when transformers has no class that computes it: then the
     release holds fournil's own model folder (which `fournil generate`, `chat` and `evaluate` read)."""
     hf = importlib.import_module("fournil.model.hf")  # imported late: torch is only needed here
@@ -49,12 +49,14 @@ def export_model(ctx: StageContext, records: Records) -> tuple[str | None, str |
         ctx.log("[release] no GGUF: fournil writes GGUF for Llama models only")
         return None, None
     gguf_export = importlib.import_module("fournil.model.gguf_export")
-    gguf = ctx.out / f"{ctx.recipe.release.model_name or ctx.recipe.name}.gguf"
-    gguf_export.export_gguf(ctx.out, gguf, tokenizer_dir=tokenizer, outtype="f16")
-    return gguf.name, None
+    name = ctx.recipe.release.model_name or ctx.recipe.name
+    files = [gguf_export.file_name(name, outtype) for outtype in ctx.recipe.release.gguf_types]
+    for outtype, file in zip(ctx.recipe.release.gguf_types, files):
+        gguf_export.export_gguf(ctx.out, ctx.out / file, tokenizer_dir=tokenizer, outtype=outtype, name=name)
+    return files, None
 
 
-def write_documents(ctx: StageContext, records: Records, gguf: str | None = None, not_exported: str | None = None) -> dict:
+def write_documents(ctx: StageContext, records: Records, gguf: list[str] | None = None, not_exported: str | None = None) -> dict:
     """README.md, datasheet.md, transparency.json and report.html from the records; return the facts."""
     facts = gather(records, ctx.recipe, ctx.out)
     facts["gguf"] = gguf

@@ -1,46 +1,61 @@
 """Byte-level BPE with Hugging Face `tokenizers`: no normaliser, so decode(encode(x)) == x for any string.
 
-The pre-tokenizer keeps letters with their accents and combining marks (`\\p{M}`), which GPT-2's
-pattern splits off in decomposed text; it keeps an elided article or pronoun with its apostrophe
-(« l' », « d' », « dell' ») apart from the word that follows, so « l'été » shares « été » with
-« été »; it keeps English contractions (« 's », « n't » as « 't ») as GPT-2 does; and it can give
-every digit its own token, so numbers are spelled one way. A number's first digit carries the space
-before it, as a word does (« 2024 » after a space is « ␣2 », « 0 », « 2 », « 4 »): a lone space
-token before every number cost English 0.5% and French 0.7% more tokens on held-out text.
+The pre-tokenizer is one that llama.cpp implements by name (`src/llama-vocab.cpp`, `tokenizer.ggml.pre`
+in a GGUF), so a released model is split the same way by `tokenizers`, transformers and llama.cpp.
+With `split_digits` (the default) it is Qwen3.5's pattern, `qwen35`: letters keep their accents and
+combining marks (`\\p{M}`, which GPT-2's and Llama-3's patterns split off: decomposed Latin text,
+Devanagari's vowel signs), every digit is its own token, English contractions split as in GPT-2.
+Without it, Llama-3's pattern, `llama-bpe`: digits in groups of up to three, letters without marks;
+llama.cpp encodes a word that is whole in the vocabulary as that token (`ignore_merges`), so the model
+here does too. Neither keeps an elided article apart (« l'été » is « l » « 'été »), nor lets a space
+join the digit after it (« ␣2024 » starts with a lone « ␣ »).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from fournil.tokenizer import SPECIAL_TOKENS
 from fournil.tokenizer.config import TokenizerConfig
 
-_ALNUM = r"\p{L}\p{M}\p{N}"
-_CONTRACTION = r"(?i:['’](?:s|t|re|ve|m|ll|d))(?![" + _ALNUM + "])"
+
+@dataclass(frozen=True)
+class PreTokenizer:
+    """A llama.cpp pre-tokenizer: its name there, the regex of its tokenizer.json, and whether BPE skips
+    the merges for a word already in the vocabulary."""
+
+    name: str
+    regex: str
+    ignore_merges: bool
 
 
-def pattern(split_digits: bool = True) -> str:
-    """The pre-tokenizer regex (Oniguruma syntax, as `tokenizers` runs it)."""
-    return "|".join([
-        _CONTRACTION,
-        rf"[^\r\n{_ALNUM}]?[\p{{L}}\p{{M}}]+(?!{_CONTRACTION})['’](?=\p{{L}})",  # elision: l', qu', dell'
-        rf"[^\r\n{_ALNUM}]?[\p{{L}}\p{{M}}]+",  # a word, one leading space or mark
-        r" ?\p{N}" if split_digits else r" ?\p{N}{1,3}",  # a number's first digit carries its space, as a word does
-        rf" ?[^\s{_ALNUM}]+[\r\n]*",  # punctuation and symbols
-        r"\s*[\r\n]+",
-        r"\s+(?!\S)",
-        r"\s+",
-    ])
+# The regexes as the models' own tokenizer.json files give them (llama.cpp quotes them in llama-vocab.cpp).
+QWEN35 = PreTokenizer(
+    "qwen35",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ignore_merges=False,
+)
+LLAMA3 = PreTokenizer(
+    "llama-bpe",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ignore_merges=True,
+)
+LLAMA_CPP = {p.regex: p for p in (QWEN35, LLAMA3)}
+
+
+def pre_tokenizer(split_digits: bool = True) -> PreTokenizer:
+    return QWEN35 if split_digits else LLAMA3
 
 
 def new_tokenizer(split_digits: bool = True) -> Tokenizer:
-    """An untrained byte-level BPE tokenizer with fournil's pre-tokenizer and special tokens."""
-    tokenizer = Tokenizer(models.BPE())
+    """An untrained byte-level BPE tokenizer with llama.cpp's pre-tokenizer and fournil's special tokens."""
+    pre = pre_tokenizer(split_digits)
+    tokenizer = Tokenizer(models.BPE(ignore_merges=pre.ignore_merges))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(pattern(split_digits)), behavior="isolated"),
+        pre_tokenizers.Split(Regex(pre.regex), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tokenizer.decoder = decoders.ByteLevel()
