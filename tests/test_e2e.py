@@ -110,3 +110,33 @@ def test_changed_description_reruns_the_release_alone_and_the_card_says_it(baked
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.count("up to date, skipped") == len(STAGES) - 1 and "[release] running" in result.stderr
     assert "A second description" in (tmp_path / "mini" / "release" / "README.md").read_text()
+
+
+def test_damage_is_caught_on_every_read_with_one_line_naming_the_file_and_the_stage(baked, tmp_path):
+    import shutil
+
+    copy = tmp_path / "mini"
+    shutil.copytree(baked, copy)
+
+    def fournil(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fournil", *args, str(RECIPE), "--runs-dir", str(tmp_path)], capture_output=True, text=True)
+
+    def flip(path: Path, offset: int) -> None:  # one byte, same size
+        data = bytearray(path.read_bytes())
+        data[offset] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    weights = copy / "train" / "final" / "model.safetensors"
+    flip(weights, weights.stat().st_size // 2)
+    result = fournil("run")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        f"error: {weights} does not match the hash the train stage recorded: it is damaged; "
+        "rerun that stage: `fournil train RECIPE --force`"), result.stderr[-2000:]
+    flip(weights, weights.stat().st_size // 2)
+    shard = copy / "mixture" / "shards" / "fr" / "fr-gnome.bin"
+    flip(shard, 100)  # an id still inside the vocabulary: only the hash tells
+    checkpoints = sorted(p.name for p in (copy / "train" / "checkpoints").iterdir())
+    result = fournil("train", "--force")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert f"{shard} does not match the hash the mixture stage recorded" in result.stderr
+    assert sorted(p.name for p in (copy / "train" / "checkpoints").iterdir()) == checkpoints  # --force discarded nothing

@@ -151,3 +151,18 @@ def test_each_group_reads_its_windows_in_order_across_periods_and_stages(mixture
         assert windows[groups == g].tolist() == list(range(int((groups == g).sum())))
     en = [i for i, key in enumerate(k["key"] for k in sampler.plan["groups"]) if key.startswith("en/")]
     assert all(g in en for g in groups[:160].tolist()) and not all(g in en for g in groups[160:].tolist())
+
+
+def test_a_token_id_past_the_vocabulary_is_an_error_naming_the_shard(mixture, tmp_path):
+    import shutil
+
+    copy = tmp_path / "mixture"
+    shutil.copytree(mixture, copy)
+    shard = copy / "shards" / "en" / "en-wiki.bin"  # the first curriculum stage is English only
+    tokens = np.fromfile(shard, dtype="<u2")
+    tokens[::50] = 60000  # in the dtype's range, past the vocabulary
+    tokens.tofile(shard)
+    sampler = MixtureSampler(copy, 64, 8, seed=0)
+    with pytest.raises(FournilError, match=r"shard shards/en/en-wiki: token id 60000 is outside the vocabulary of \d+: "
+                                           r"the shard is damaged; rerun the mixture stage: `fournil mixture RECIPE --force`"):
+        batches(sampler, 20)

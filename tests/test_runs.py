@@ -251,3 +251,46 @@ def test_figures_are_checked_against_the_stage_model(fake_stages, minimal_recipe
 def test_every_real_stage_has_a_figures_model():
     for stage in runs.STAGES:
         assert issubclass(runs.figures_model(stage), Figures), stage.name
+
+
+def _damage(path, offset: int = 0) -> None:
+    """Flip one byte, keeping the size: only the hash can tell."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_output_of_a_skipped_stage_is_an_error_naming_the_file_and_the_stage(fake_stages, minimal_recipe_data, tmp_path):
+    r = recipe(minimal_recipe_data, tmp_path)
+    runs.run_all(r, tmp_path / "run", log=lambda m: None)
+    _damage(tmp_path / "run" / "c" / "part3.txt")
+    with pytest.raises(FournilError, match=r"c/part3.txt does not match the hash the c stage recorded: it is damaged; "
+                                           r"rerun that stage: `fournil c RECIPE --force`$"):
+        runs.run_all(r, tmp_path / "run", log=lambda m: None)
+    (tmp_path / "run" / "c" / "part3.txt").unlink()
+    with pytest.raises(FournilError, match=r"c/part3.txt is missing, though the c stage wrote it"):
+        runs.run_stage(r, tmp_path / "run", "c", log=lambda m: None)
+
+
+def test_force_checks_what_the_stage_reads_before_it_discards_its_work(fake_stages, minimal_recipe_data, tmp_path):
+    r = recipe(minimal_recipe_data, tmp_path)
+    runs.run_all(r, tmp_path / "run", log=lambda m: None)
+    (tmp_path / "run" / "a" / "parts.txt").write_text("other")
+    CALLS.clear()
+    with pytest.raises(FournilError, match=r"a/parts.txt has 5 bytes, the a stage recorded \d+: it is damaged; rerun that stage: `fournil a"):
+        runs.run_stage(r, tmp_path / "run", "b", force=True, log=lambda m: None)
+    assert CALLS == [] and (tmp_path / "run" / "b" / "manifest.json").is_file() and len(list((tmp_path / "run" / "b").glob("part[0-9].txt"))) == 5
+
+
+def test_outputs_recorded_by_an_older_fournil_are_checked_by_their_sha256(fake_stages, minimal_recipe_data, tmp_path):
+    r = recipe(minimal_recipe_data, tmp_path)
+    runs.run_all(r, tmp_path / "run", log=lambda m: None)
+    path = tmp_path / "run" / "a" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for name, entry in manifest["outputs"].items():
+        manifest["outputs"][name] = {"bytes": entry["bytes"], "sha256": runs.file_sha256(tmp_path / "run" / "a" / name)}
+    path.write_text(json.dumps(manifest))
+    runs.run_stage(r, tmp_path / "run", "b", log=lambda m: None)  # intact: fine
+    _damage(tmp_path / "run" / "a" / "part0.txt")
+    with pytest.raises(FournilError, match=r"a/part0.txt does not match the hash the a stage recorded"):
+        runs.run_stage(r, tmp_path / "run", "b", log=lambda m: None)

@@ -11,10 +11,15 @@ stage's logging, checkpoint cadence, devices, micro-batch, max_steps): a change 
 stage's work and resumes it, because its lineage (the fingerprint without them) is unchanged. Work
 that is costly to redo (checkpoints) is discarded only with --force; `run_all` checks that before
 running any stage, since a fingerprint is a hash of inputs and so known in advance.
+
+Every output's size and xxh3-128 hash are recorded, and checked whenever they are trusted again: a
+skipped stage's own outputs, and the outputs of the stages a stage reads, before it runs (so before
+--force discards anything). Checkpoints are left to their own checksums (`train/checkpoint.py`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import importlib
 import importlib.metadata
@@ -28,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import xxhash
+
 from fournil import __version__
 from fournil.errors import FournilError
 from fournil.recipe import Recipe
@@ -36,7 +43,6 @@ from fournil.schema import Figures, undeclared
 
 MANIFEST = "manifest.json"
 STARTED = ".fingerprint"  # written when a stage starts, holding its inputs; present without a manifest means "interrupted"
-HASHED_FILE_LIMIT = 256 * 2**20  # outputs larger than this are recorded by size only
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,44 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+_digests: dict[tuple, str] = {}  # (path, size, mtime, ctime, inode) → hash: one process hashes an unchanged file once
+
+
+def file_xxh3(path: Path) -> str:
+    """xxh3-128 of a file: damage, not tampering, is what a manifest guards against, and at several
+    GB/s it costs little beside the disk read (sha256 is about 10× slower)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if key not in _digests:
+        h = xxhash.xxh3_128()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+        _digests[key] = h.hexdigest()
+    return _digests[key]
+
+
+def check_outputs(stage_dir: Path, manifest: dict | None = None) -> None:
+    """Raise a FournilError naming the first output of a finished stage that is missing or no longer
+    has the size and hash its manifest recorded (manifests of older fournil: sha256, or size alone)."""
+    manifest = manifest if manifest is not None else read_manifest(stage_dir)
+    costly = next((s.costly for s in STAGES if s.name == stage_dir.name), "")
+    redo = f"rerun that stage: `fournil {stage_dir.name} RECIPE --force`"
+    for relative, entry in (manifest.get("outputs") or {}).items():
+        if costly and fnmatch.fnmatchcase(relative, costly + "/*"):
+            continue
+        path = stage_dir / relative
+        try:
+            size = path.stat().st_size
+        except OSError:
+            raise FournilError(f"{path} is missing, though the {stage_dir.name} stage wrote it; {redo}") from None
+        if size != entry.get("bytes", size):
+            raise FournilError(f"{path} has {size} bytes, the {stage_dir.name} stage recorded {entry['bytes']}: it is damaged; {redo}")
+        if ("xxh3_128" in entry and file_xxh3(path) != entry["xxh3_128"]) or (
+                "xxh3_128" not in entry and "sha256" in entry and file_sha256(path) != entry["sha256"]):
+            raise FournilError(f"{path} does not match the hash the {stage_dir.name} stage recorded: it is damaged; {redo}")
 
 
 def versions() -> dict[str, str]:
@@ -332,11 +376,7 @@ def _outputs(stage_dir: Path) -> dict[str, dict]:
     for path in sorted(stage_dir.rglob("*")):
         if not path.is_file() or path.name in (MANIFEST, STARTED):
             continue
-        size = path.stat().st_size
-        entry: dict[str, Any] = {"bytes": size}
-        if size <= HASHED_FILE_LIMIT:
-            entry["sha256"] = file_sha256(path)
-        outputs[str(path.relative_to(stage_dir))] = entry
+        outputs[str(path.relative_to(stage_dir))] = {"bytes": path.stat().st_size, "xxh3_128": file_xxh3(path)}
     return outputs
 
 
@@ -346,9 +386,13 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     log = log or (lambda message: print(message, file=sys.stderr))
     out = run_dir / stage.name
     fp = fingerprint(recipe, run_dir, stage)  # raises if an earlier stage is missing
+    for name in stage.needs:  # what it will read is intact, before anything of its own is discarded
+        check_outputs(run_dir / name)
     if not force and is_current(recipe, run_dir, stage):
+        manifest = read_manifest(out)
+        check_outputs(out, manifest)
         log(f"[{stage.name}] up to date, skipped")
-        return read_manifest(out)
+        return manifest
     module_name, function_name = stage.entry.split(":")
     function = getattr(importlib.import_module(module_name), function_name)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone keeps the folder and writes the manifest

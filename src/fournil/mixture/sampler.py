@@ -86,6 +86,7 @@ class MixtureSampler:
         self.rank, self.world_size, self.document_masking = rank, world_size, document_masking
         self.languages: list[str] = list(plan["languages"])
         self.eos = int(plan["eos_id"])
+        self._vocab_size = int(plan["vocab_size"])
         self.sequence = 0  # global index of the first sequence of the next call (all ranks together)
 
         keys = [g["key"] for g in plan["groups"]]
@@ -189,6 +190,14 @@ class MixtureSampler:
             rows[row, o:o + len(ids)] = ids
             rows[row, o + len(ids)] = self.eos
 
+    def _check_ids(self, rows: np.ndarray, groups: np.ndarray) -> None:
+        """A token id past the vocabulary (a damaged shard) is an error here, not an index error in the model."""
+        if rows.max(initial=0) >= self._vocab_size:
+            row = int(np.flatnonzero(rows.max(axis=1) >= self._vocab_size)[0])
+            shard = self.plan["groups"][int(groups[row])]["shard"]
+            raise FournilError(f"shard {shard}: token id {int(rows[row].max())} is outside the vocabulary of {self._vocab_size}: "
+                               f"the shard is damaged; rerun the mixture stage: `fournil mixture RECIPE --force`")
+
     # -- the public side -----------------------------------------------------------------------
 
     @property
@@ -208,6 +217,7 @@ class MixtureSampler:
             else:  # the window runs past the shard's end into its start
                 row[:] = np.take(tokens, np.arange(start, start + T + 1), mode="wrap")
         self._plant(rows, first)
+        self._check_ids(rows, groups)
         langs = self._group_lang[groups]
         self.sequence += B * self.world_size
         inputs, targets = rows[:, :-1], rows[:, 1:].copy()
