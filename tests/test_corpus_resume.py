@@ -65,3 +65,41 @@ def test_resume_redoes_only_unfinished_tasks(tmp_path, monkeypatch):
         for path in sorted((tmp_path / "fresh" / "corpus" / split).rglob("*.zst")):
             assert (out / path.relative_to(tmp_path / "fresh" / "corpus")).read_bytes() == path.read_bytes()
     assert (out / "stats.json").read_bytes() == (tmp_path / "fresh" / "corpus" / "stats.json").read_bytes()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads children from /proc (Linux)")
+def test_no_worker_outlives_a_kill_9_of_its_parent(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    mini = Path(__file__).parent / "recipes" / "mini.yaml"
+    parent = subprocess.Popen([sys.executable, "-m", "fournil", "corpus", str(mini), "--runs-dir", str(tmp_path),
+                               "--set", "corpus.workers=2", "--set", "corpus.tasks=6"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children(pid: int) -> set[int]:
+        found = set()
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                found |= {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                pass
+        return found
+
+    deadline, workers = time.time() + 120, set()
+    while time.time() < deadline and len(workers) < 3 and parent.poll() is None:  # datatrove's Manager and two pool workers
+        workers = children(parent.pid)
+        time.sleep(0.05)
+    assert len(workers) >= 3, "the corpus stage ended before its workers could be seen"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]]
+    for w in alive:  # leave nothing behind, whatever the outcome
+        os.kill(w, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their parent"

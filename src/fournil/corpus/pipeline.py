@@ -247,6 +247,28 @@ def make_executor(pipeline: list, tasks: int, workers: int, logging_dir: Path, k
                                  start_method="fork")
 
 
+_parent: int | None = None  # while an executor runs: the pid its forked workers must not outlive
+
+
+def _die_with_parent() -> None:
+    """In a child forked while an executor runs: be killed when the parent dies, even by kill -9
+    (datatrove's pool workers and its Manager would otherwise live on, orphaned). Linux only."""
+    global _parent
+    if _parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != _parent:  # the parent died before the call
+        os._exit(1)
+    _parent = os.getpid()  # a child of this child dies with this one
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_die_with_parent)
+
+
 def run_executor(executor, logging_dir: Path, tasks: int, description: str, wait: bool = False, poll_seconds: float = 1.0) -> None:
     """Run, then check (or, with `wait`, wait until: Slurm returns right after submitting) that every task has its completion marker.
 
@@ -256,6 +278,8 @@ def run_executor(executor, logging_dir: Path, tasks: int, description: str, wait
     from datatrove.utils.logging import setup_default_logger
 
     from fournil.progress import bar, console
+
+    global _parent
 
     done = logging_dir / "completions"
 
@@ -279,7 +303,11 @@ def run_executor(executor, logging_dir: Path, tasks: int, description: str, wait
             try:
                 with contextlib.redirect_stderr(log):
                     setup_default_logger()  # loguru's sink is the stderr of the moment it is added
-                    executor.run()
+                    _parent = os.getpid()
+                    try:
+                        executor.run()
+                    finally:
+                        _parent = None
                 while wait and finished() < tasks:
                     time.sleep(poll_seconds)
             finally:
