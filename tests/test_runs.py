@@ -294,3 +294,35 @@ def test_outputs_recorded_by_an_older_fournil_are_checked_by_their_sha256(fake_s
     _damage(tmp_path / "run" / "a" / "part0.txt")
     with pytest.raises(FournilError, match=r"a/part0.txt does not match the hash the a stage recorded"):
         runs.run_stage(r, tmp_path / "run", "b", log=lambda m: None)
+
+
+def fail_with(error: OSError):
+    def stage(ctx):
+        raise error
+    return stage
+
+
+def test_disk_faults_are_one_line_errors(fake_stages, minimal_recipe_data, tmp_path, monkeypatch):
+    import errno
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r = recipe(minimal_recipe_data, tmp_path)
+    (tmp_path / "afile").write_text("")
+    for name in ("a", "b"):
+        with pytest.raises(FournilError, match=r"afile is a file, not a folder; give another --runs-dir or move the file away$"):
+            runs.run_stage(r, tmp_path / "afile" / "run", name, log=lambda m: None)
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "a" / "part2.txt"))
+    monkeypatch.setattr(__import__(__name__), "write_parts", fail_with(full))
+    with pytest.raises(FournilError, match=r"a/part2.txt: No space left on device; free some space, then run the same command again"):
+        runs.run_stage(r, tmp_path / "run", "a", log=lambda m: None)
+    monkeypatch.setattr(Path, "write_bytes", lambda self, data: (_ for _ in ()).throw(OSError(errno.EROFS, "Read-only file system", str(self))))
+    with pytest.raises(FournilError, match=r"run/.fournil-write-test: Read-only file system; fix its permissions \(or give another --runs-dir\)"):
+        runs.run_stage(r, tmp_path / "run", "a", log=lambda m: None)
+    monkeypatch.undo()
+    mini = Path(__file__).parent / "recipes" / "mini.yaml"
+    result = subprocess.run([sys.executable, "-m", "fournil", "corpus", str(mini), "--runs-dir", str(tmp_path / "afile")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f"error: {tmp_path / 'afile'} is a file, not a folder; give another --runs-dir or move the file away"]

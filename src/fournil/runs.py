@@ -19,6 +19,7 @@ skipped stage's own outputs, and the outputs of the stages a stage reads, before
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import importlib
@@ -380,11 +381,41 @@ def _outputs(stage_dir: Path) -> dict[str, dict]:
     return outputs
 
 
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
+def disk_error(error: OSError, where: Path) -> FournilError:
+    """A full, read-only or unwritable disk as one line: what failed, and that the same command resumes."""
+    what = error.filename or where
+    if error.errno == errno.ENOTDIR:
+        return FournilError(f"{what}: a file stands where fournil needs a folder; give another --runs-dir or move the file away")
+    fix = "free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "fix its permissions (or give another --runs-dir)"
+    return FournilError(f"{what}: {error.strerror or error}; {fix}, then run the same command again: finished work is kept")
+
+
+def _not_a_file(run_dir: Path) -> None:
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists() and not folder.is_dir():
+            raise FournilError(f"{folder} is a file, not a folder; give another --runs-dir or move the file away")
+
+
+def _writable(run_dir: Path) -> None:
+    """The run folder exists (made if missing) and fournil can write in it."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".fournil-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise disk_error(error, run_dir) from None
+
+
 def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log: Callable[[str], None] | None = None) -> dict:
     """Run one stage unless its manifest is current; return its manifest."""
     stage = get_stage(name)
     log = log or (lambda message: print(message, file=sys.stderr))
     out = run_dir / stage.name
+    _not_a_file(run_dir)
     fp = fingerprint(recipe, run_dir, stage)  # raises if an earlier stage is missing
     for name in stage.needs:  # what it will read is intact, before anything of its own is discarded
         check_outputs(run_dir / name)
@@ -398,6 +429,17 @@ def run_stage(recipe: Recipe, run_dir: Path, name: str, force: bool = False, log
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone keeps the folder and writes the manifest
         context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=True, log=lambda message: None)
         return {"stage": stage.name, "figures": recorded_figures(stage, function(context))}
+    _writable(run_dir)
+    try:
+        return _run(recipe, run_dir, stage, fp, function, force, log)
+    except OSError as error:
+        if error.errno in DISK_ERRORS:
+            raise disk_error(error, out) from None
+        raise
+
+
+def _run(recipe: Recipe, run_dir: Path, stage: Stage, fp: str, function: Callable, force: bool, log: Callable[[str], None]) -> dict:
+    out = run_dir / stage.name
     inputs = stage_inputs(recipe, run_dir, stage)
     recorded = _recorded(out)
     resuming = not force and _same_lineage(recorded, inputs, stage)

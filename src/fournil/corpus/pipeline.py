@@ -318,4 +318,9 @@ def run_executor(executor, logging_dir: Path, tasks: int, description: str, wait
         console.file = None
         setup_default_logger()  # back to the terminal
     if finished() < tasks:
+        log_text = (logging_dir / "datatrove.log").read_text(encoding="utf-8", errors="replace")
+        for fault in ("No space left on device", "Disk quota exceeded", "Read-only file system", "Permission denied"):
+            if fault in log_text:
+                raise FournilError(f"{tasks - finished()} of {tasks} corpus tasks failed: {fault} (see {logging_dir / 'datatrove.log'}); "
+                                   f"fix that, then run the same command again: finished tasks are kept")
         raise RuntimeError(f"{tasks - finished()} of {tasks} corpus tasks did not finish; see {logging_dir / 'datatrove.log'}")
