@@ -389,7 +389,8 @@ def disk_error(error: OSError, where: Path) -> FournilError:
     what = error.filename or where
     if error.errno == errno.ENOTDIR:
         return FournilError(f"{what}: a file stands where fournil needs a folder; give another --runs-dir or move the file away")
-    fix = "free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "fix its permissions (or give another --runs-dir)"
+    fix = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space", errno.EROFS: "give a --runs-dir on a writable disk"}.get(
+        error.errno, "fix its permissions (or give another --runs-dir)")
     return FournilError(f"{what}: {error.strerror or error}; {fix}, then run the same command again: finished work is kept")
 
 
