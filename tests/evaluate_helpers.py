@@ -101,8 +101,9 @@ def fake_run(root, evaluate: dict | None = None):
     step = run_dir / "train" / "checkpoints" / "step_5"
     save_model(Llama(config), step)
     (step / "state.json").write_text(json.dumps({"step": 5, "tokens": 1000}))
-    figures = {"corpus": {}, "tokenizer": {}, "mixture": {}, "train": {"steps": 10, "tokens": 2000}}
+    figures = {"corpus": {}, "tokenizer": {}, "mixture": {}, "train": {"steps": 10, "tokens": 2000}, "sft": {"instruction_tuned": False}}
     for stage, fig in figures.items():
+        (run_dir / stage).mkdir(parents=True, exist_ok=True)
         (run_dir / stage / "manifest.json").write_text(json.dumps({"fingerprint": stage, "figures": fig}))
     recipe = parse_recipe({
         "name": "mini", "languages": {"en": 0.5, "fr": 0.5},

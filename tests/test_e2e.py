@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 RECIPE = Path(__file__).parent / "recipes" / "mini.yaml"  # baked by tests/conftest.py
-STAGES = ("corpus", "tokenizer", "mixture", "train", "evaluate", "release")
+STAGES = ("corpus", "tokenizer", "mixture", "train", "sft", "evaluate", "release")
 
 
 def manifest(run_dir: Path, stage: str) -> dict:
@@ -140,3 +140,28 @@ def test_damage_is_caught_on_every_read_with_one_line_naming_the_file_and_the_st
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
     assert f"{shard} does not match the hash the mixture stage recorded" in result.stderr
     assert sorted(p.name for p in (copy / "train" / "checkpoints").iterdir()) == checkpoints  # --force discarded nothing
+
+
+def test_the_release_is_the_tuned_chat_model_with_its_data_and_scores(baked):
+    sft = manifest(baked, "sft")["figures"]
+    assert sft["instruction_tuned"] and sft["steps"] == 8 and sft["chat_template"] == "chatml"
+    by_name = {s["name"]: s for s in sft["sources"]}
+    assert by_name["chatterbot-fr"]["license"] == "BSD-3-Clause" and by_name["chatterbot-fr"]["trained_tokens"] > 0
+    assert all(sft["per_language"][lang]["heldout_loss"] > 0 for lang in ("fr", "en"))
+    chat = manifest(baked, "evaluate")["figures"]["chat"]
+    assert {"fr", "en"} <= set(chat) and all(c["conversations"] > 0 for c in chat.values())
+    names = [c["name"] for c in manifest(baked, "evaluate")["figures"]["checkpoints"]]
+    assert names == ["sft"]  # the released chat model, not the base one, is scored
+    from safetensors.torch import load_file
+
+    released, tuned = load_file(baked / "release" / "model.safetensors"), load_file(baked / "sft" / "final" / "model.safetensors")
+    assert torch_equal(released["model.embed_tokens.weight"], tuned["embed.weight"])
+    card = (baked / "release" / "README.md").read_text()
+    assert "## Instruction tuning" in card and "chatterbot-fr | fr | BSD-3-Clause" in card
+    assert "training_type: pre-training and fine-tuning" in card
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a.float(), b.float())

@@ -202,7 +202,7 @@ def test_real_stage_order_reads_only_earlier_stages():
     for stage in runs.STAGES:
         assert set(stage.needs) <= seen, f"{stage.name} reads a later stage"
         seen.add(stage.name)
-    assert runs.STAGE_NAMES == ("corpus", "tokenizer", "mixture", "train", "evaluate", "release")
+    assert runs.STAGE_NAMES == ("corpus", "tokenizer", "mixture", "train", "sft", "evaluate", "release")
 
 
 def test_a_stage_sees_only_the_recipe_fields_it_declares(minimal_recipe_data, tmp_path):

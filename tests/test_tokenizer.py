@@ -134,7 +134,7 @@ def test_transformers_loads_and_encodes_identically(folder, texts):
         assert hf.encode(text) == ids
         assert hf.decode(ids) == text
     chat = hf.apply_chat_template([{"role": "user", "content": "Salut"}], tokenize=False, add_generation_prompt=True)
-    assert chat == "<|user|>Salut<|end_of_turn|><|assistant|>"
+    assert chat == "<|im_start|>user\nSalut<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_training_is_deterministic(texts):

@@ -24,6 +24,7 @@ from fournil.plan_config import PlanConfig
 from fournil.proxy import ProxyRecord
 from fournil.release.config import ReleaseConfig
 from fournil.schema import Section
+from fournil.sft.config import SftConfig
 from fournil.tokenizer.config import TokenizerConfig
 from fournil.train.config import TrainConfig
 
@@ -68,6 +69,7 @@ class Recipe(Section):
     mixture: MixtureConfig = MixtureConfig()
     model: ModelSection = ModelSection()
     train: TrainConfig = TrainConfig()
+    sft: SftConfig | None = Field(None, description="instruction tuning after pretraining; without it the sft stage does nothing")
     evaluate: EvaluateConfig = EvaluateConfig()
     release: ReleaseConfig = ReleaseConfig()
     plan: PlanConfig = PlanConfig()
@@ -99,6 +101,9 @@ class Recipe(Section):
             for lang in pair.langs:
                 if lang not in self.languages:
                     problems.append(f"parallel.{i}.langs: {lang!r} is not among the recipe's languages {sorted(self.languages)}")
+        for i, source in enumerate(self.sft.sources if self.sft else []):
+            if source.lang not in self.languages:
+                problems.append(f"sft.sources.{i}.lang = {source.lang!r}: not among the recipe's languages {sorted(self.languages)}")
         names = [s.name for s in self.sources]
         for name in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"sources: the name {name!r} is used twice; each source needs its own name")
@@ -126,6 +131,11 @@ class Recipe(Section):
         for key in ("sources", "parallel"):
             for item in data[key]:
                 item["path"] = str(self.resolve(item["path"]))
+        if data["sft"]:
+            for item in data["sft"]["sources"]:
+                item["path"] = str(self.resolve(item["path"]))
+            if data["sft"]["init_from"]:
+                data["sft"]["init_from"] = str(self.resolve(data["sft"]["init_from"]))
         return data
 
 
@@ -203,6 +213,10 @@ def parse_recipe(data: Any, base_dir: Path, origin: str = "recipe") -> Recipe:
         f"parallel.{i}.path = {p.path!r}: no such file (paths are relative to {base_dir})"
         for i, p in enumerate(recipe.parallel)
         if not recipe.resolve(p.path).is_file()
+    ] + [
+        f"sft.sources.{i}.path = {s.path!r}: no such file (paths are relative to {base_dir})"
+        for i, s in enumerate(recipe.sft.sources if recipe.sft else [])
+        if not recipe.resolve(s.path).is_file()
     ]
     if missing:
         raise FournilError(f"{origin}: {len(missing)} problem{'s' * (len(missing) > 1)}:\n  " + "\n  ".join(missing))

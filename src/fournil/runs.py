@@ -61,6 +61,12 @@ class Stage:
     figures: str = ""  # "module:Class", the stage's `fournil.schema.Figures` model; "" takes a plain dict
 
 
+# Training-loop fields that say how a run is done, not what it makes (train: and sft: both have them)
+LOOP_SETTINGS = ("max_steps", "micro_batch_size", "parallelism", "device", "compile", "activation_checkpointing",
+                 "checkpoint_every", "keep_last", "milestone_every", "log_every", "eval_every", "eval_chars_per_language",
+                 "eval_batch_size", "spike_sigma", "spike_min_history", "rollback_after", "max_rollbacks", "peak_flops",
+                 "grid_g_per_kwh", "cpu_watts_per_core", "codecarbon_country", "tensorboard", "wandb_project")
+
 STAGES: tuple[Stage, ...] = (
     Stage("corpus", ("seed", "languages", "sources", "corpus"), (), "fournil.corpus.stage:run",
           "read raw text, identify languages, filter, deduplicate, scrub PII, hold out evaluation documents",
@@ -74,18 +80,18 @@ STAGES: tuple[Stage, ...] = (
           figures="fournil.mixture.figures:MixtureFigures"),
     Stage("train", ("seed", "languages", "model", "train"), ("corpus", "tokenizer", "mixture"), "fournil.train.stage:run",
           "train the model, checkpointing as it goes",
-          adjustable=tuple(f"train.{f}" for f in (
-              "max_steps", "micro_batch_size", "parallelism", "device", "compile", "activation_checkpointing",
-              "checkpoint_every", "keep_last", "milestone_every", "log_every", "eval_every", "eval_chars_per_language",
-              "eval_batch_size", "spike_sigma", "spike_min_history", "rollback_after", "max_rollbacks", "peak_flops",
-              "grid_g_per_kwh", "cpu_watts_per_core", "codecarbon_country", "tensorboard", "wandb_project")),
+          adjustable=tuple(f"train.{f}" for f in LOOP_SETTINGS),
           costly="checkpoints/step_*", figures="fournil.train.figures:TrainFigures"),
-    Stage("evaluate", ("seed", "languages", "evaluate"), ("corpus", "tokenizer", "mixture", "train"), "fournil.evaluate.stage:run",
+    Stage("sft", ("seed", "languages", "sft"), ("tokenizer", "train"), "fournil.sft.stage:run",
+          "instruction-tune the model on conversations (skipped without an sft: section)",
+          adjustable=tuple(f"sft.{f}" for f in LOOP_SETTINGS),
+          costly="checkpoints/step_*", figures="fournil.sft.figures:SftFigures"),
+    Stage("evaluate", ("seed", "languages", "evaluate"), ("corpus", "tokenizer", "mixture", "train", "sft"), "fournil.evaluate.stage:run",
           "bits per byte per language on held-out documents, tasks, memorisation",
           figures="fournil.evaluate.figures:EvaluateFigures"),
     Stage("release", ("description", "seed", "languages", "sources", "parallel", "corpus.pii", "corpus.decontaminate",
-                      "corpus.heldout_fraction", "release", "proxy"),
-          ("corpus", "tokenizer", "mixture", "train", "evaluate"), "fournil.release.stage:run",
+                      "corpus.heldout_fraction", "sft", "release", "proxy"),
+          ("corpus", "tokenizer", "mixture", "train", "sft", "evaluate"), "fournil.release.stage:run",
           "a Hugging Face model folder with model card, datasheet, transparency checklist and report",
           figures="fournil.release.figures:ReleaseFigures"),
 )

@@ -53,6 +53,23 @@ class ReferenceScores(Figures):
     scores: dict[str, float] | None = None
 
 
+class Fidelity(Figures):
+    """Answers in the prompt's language (the Language Confusion Benchmark's line-level pass rate)."""
+
+    pass_rate: float | None = None
+    passed: int | None = None
+    judged: int | None = None
+    unjudged: int | None = None  # answers with no line long enough to identify
+    answered_in: dict[str, int] | None = None  # judged lines by identified language
+
+
+class ChatScores(Figures):
+    conversations: int | None = None
+    chrf: dict[str, Any] | None = None  # {value, stderr, examples}
+    rougeL: dict[str, Any] | None = None
+    fidelity: Fidelity | None = None
+
+
 class EvaluateFigures(Figures):
     per_language: dict[str, LanguageScores] | None = None
     beats_unigram: bool | None = None  # in every language
@@ -61,3 +78,4 @@ class EvaluateFigures(Figures):
     memorisation: dict[str, Memorisation] | None = None  # canary repetitions ("0": never-planted controls) → figures
     checkpoints: list[CheckpointScores] | None = None
     reference: ReferenceScores | None = None  # the recipe's evaluate.reference, as given
+    chat: dict[str, ChatScores] | None = None  # the tuned model on held-out conversations, by the user's language

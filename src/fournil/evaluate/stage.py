@@ -112,7 +112,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     tasks = select_tasks(config.tasks, languages, ctx.recipe.base_dir, ctx.log)
     results: dict[str, Any] = {"model": ctx.recipe.name, "languages": languages, "checkpoints": []}
     final_scorable = None
-    for name, folder, step, tokens in checkpoints(ctx.input("train"), ctx.manifest("train"), config.checkpoints):
+    models = checkpoints(ctx.input("train"), ctx.manifest("train"), config.checkpoints)
+    tuned = ctx.manifest("sft").get("figures") or {}
+    if tuned.get("instruction_tuned"):  # the chat model is the one released: it is scored last, instead of the base model
+        base = models.pop() if config.checkpoints == "final" else models[-1]
+        models.append(("sft", ctx.input("sft") / "final", tuned.get("steps"), (base[3] or 0) + (tuned.get("tokens") or 0)))
+    for name, folder, step, tokens in models:
         ctx.log(f"[evaluate] {name} (step {step}, {tokens} tokens seen)")
         s = open_checkpoint(folder, tokenizer, ids, config.device)
         results["checkpoints"].append({"name": name, "step": step, "tokens_seen": tokens,
@@ -127,10 +132,23 @@ def run(ctx: StageContext) -> dict[str, Any]:
         if canaries:
             results["memorisation"] = measure(final_scorable, canaries, controls(tokenizer, canaries, ctx.recipe.seed),
                                               results["checkpoints"][-1]["tokens_seen"], config.batch_size)
+    if tuned.get("instruction_tuned"):
+        results["chat"] = _chat(ctx, config, tok_dir, languages)
     (ctx.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
     (ctx.out / "results.md").write_text(markdown(results), encoding="utf-8")
     reference = config.reference.model_dump() if config.reference else None
     return {**figures(results), "reference": reference}
+
+
+def _chat(ctx: StageContext, config: EvaluateConfig, tokenizer_dir: Path, languages: list[str]) -> dict:
+    """The tuned model answering the sft stage's held-out conversations, scored per language."""
+    from fournil.evaluate.chat import chat_scores, read_heldout
+    from fournil.model.generate import Generator, Sampling
+
+    ctx.log("[evaluate] chat: answering held-out conversations")
+    generator = Generator(ctx.input("sft") / "final", tokenizer_dir, config.device)
+    sampling = Sampling(max_new_tokens=config.max_new_tokens, repetition_penalty=1.1)  # greedy, deterministic
+    return chat_scores(generator, read_heldout(ctx.input("sft") / "heldout.jsonl"), languages, sampling, config.max_examples or 100)
 
 
 def figures(results: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +168,7 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
         "task_details": {name: {"languages": t["languages"], "num_fewshot": t["num_fewshot"], "examples": t["examples"],
                                 "headline": t["headline"], "metrics": t["metrics"]} for name, t in final["tasks"].items()},
         "memorisation": (results.get("memorisation") or {}).get("by_repeats"),
+        "chat": (results.get("chat") or {}).get("per_language"),
         "checkpoints": [{"name": c["name"], "step": c["step"], "tokens_seen": c["tokens_seen"],
                          "bits_per_byte": {lang: r.get("bits_per_byte") for lang, r in c["per_language"].items()},
                          "tasks": {n: (t["metrics"].get(t["headline"]) or {}).get("value") for n, t in c["tasks"].items()}}

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from fournil.errors import FournilError
 from fournil.model.llama import KVCache, Llama
+from fournil.tokenizer import IM_END
 
 
 @dataclass
@@ -97,7 +98,8 @@ class Generator:
         tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else find_tokenizer(model_dir)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
         self.special = special_tokens(tokenizer_dir)
-        self.eos_ids = frozenset({self.special["eos"]} - {None})
+        # a turn ends at <|im_end|> (fournil.tokenizer.chat), a text at EOS
+        self.eos_ids = frozenset({self.special["eos"], self.tokenizer.token_to_id(IM_END)} - {None})
         settings = tokenizer_dir / "tokenizer_config.json"
         self.chat_template = json.loads(settings.read_text(encoding="utf-8")).get("chat_template") if settings.is_file() else None
 
@@ -131,7 +133,7 @@ class Generator:
             from jinja2.sandbox import ImmutableSandboxedEnvironment
 
             template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(self.chat_template)
-            names = {f"{role}_token": self.tokenizer.id_to_token(i) for role, i in self.special.items() if role != "vocab_size" and i is not None}
+            names = {f"{role}_token": self.tokenizer.id_to_token(i) for role, i in self.special.items() if role in ("bos", "eos", "pad") and i is not None}
             return template.render(messages=messages, add_generation_prompt=True, **names), ()
         text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
         return text + "assistant:", ("\nuser:",)

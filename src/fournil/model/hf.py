@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from fournil.errors import FournilError
 from fournil.model.io import atomic_write, empty_model, load_model, read_config, read_tensors, state_tensors
 from fournil.model.llama import Llama, LlamaConfig
+from fournil.tokenizer import IM_END
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 SPECIAL_DEFAULTS = {"bos": "<|begin_of_text|>", "eos": "<|end_of_text|>", "pad": "<|pad|>"}
@@ -100,7 +101,8 @@ def bloom_config(config: LlamaConfig, tokens: dict[str, int | None], dtype: torc
 
 
 def special_tokens(tokenizer_dir: Path) -> dict[str, int | None]:
-    """BOS, EOS and PAD ids of a tokenizer folder, from tokenizer_config.json (fournil's names by default)."""
+    """BOS, EOS and PAD ids of a tokenizer folder, from tokenizer_config.json (fournil's names by default),
+    and the id of the end-of-turn token `<|im_end|>` (fournil.tokenizer.chat) when it has one."""
     from tokenizers import Tokenizer
 
     tokenizer_dir = Path(tokenizer_dir)
@@ -114,6 +116,7 @@ def special_tokens(tokenizer_dir: Path) -> dict[str, int | None]:
         token = settings.get(f"{role}_token") or default
         token = token.get("content") if isinstance(token, dict) else token
         ids[role] = tokenizer.token_to_id(token)
+    ids["end_of_turn"] = tokenizer.token_to_id(IM_END)  # None in a tokenizer without ChatML's tokens
     ids["vocab_size"] = tokenizer.get_vocab_size(with_added_tokens=True)
     return ids
 
@@ -171,7 +174,8 @@ def export_hf(model_folder_or_model: Path | Llama, tokenizer_dir: Path, out_dir:
     for name in TOKENIZER_FILES:
         if (Path(tokenizer_dir) / name).is_file():
             atomic_write(out_dir / name, lambda p, name=name: shutil.copyfile(Path(tokenizer_dir) / name, p))
-    generation = {"bos_token_id": tokens["bos"], "eos_token_id": tokens["eos"], "pad_token_id": tokens["pad"]}
+    stops = [tokens["eos"]] + ([tokens["end_of_turn"]] if tokens["end_of_turn"] is not None else [])  # a chat turn ends at <|im_end|>
+    generation = {"bos_token_id": tokens["bos"], "eos_token_id": stops if len(stops) > 1 else stops[0], "pad_token_id": tokens["pad"]}
     for name, data in (("generation_config.json", generation), ("config.json", (bloom_config if architecture == "bloom" else hf_config)(model.config, tokens, target))):
         atomic_write(out_dir / name, lambda p, data=data: p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
     return out_dir

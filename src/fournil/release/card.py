@@ -55,13 +55,15 @@ def task_scores(facts: dict) -> dict[str, dict[str, dict[str, float]]]:
 
 def co2_eq_emissions(facts: dict) -> dict | None:
     """The Hub's co2_eq_emissions block (grams), only when the training run recorded its emissions."""
-    train = facts["train"]
+    train, sft = facts["train"], facts["sft"]
     if train["co2_kg"] is None:
         return None
+    tuned = sft["tuned"] and sft["co2_kg"] is not None
+    kinds = ("fine-tuning",) if tuned and sft["init_from"] else ("pre-training", "fine-tuning") if tuned else ("pre-training",)
     block = {
-        "emissions": round(train["co2_kg"] * 1000, 3),
+        "emissions": round(((sft["co2_kg"] if tuned else 0) + (0 if tuned and sft["init_from"] else train["co2_kg"])) * 1000, 3),
         "source": train["energy_method"],
-        "training_type": "fine-tuning" if train["instruction_tuned"] else "pre-training",
+        "training_type": " and ".join(kinds),
         "geographical_location": facts["release"]["training_location"],
         "hardware_used": train["hardware"],
     }

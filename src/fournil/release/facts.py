@@ -284,8 +284,9 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
         "energy_method": _first(energy.get("method"), train_fig.get("energy_method")),
         "codecarbon": energy.get("codecarbon") if isinstance(energy.get("codecarbon"), dict) else None,
         "per_language": train_fig.get("per_language") or {},
-        "instruction_tuned": bool(train_fig.get("instruction_tuned")),
     }
+    sft = sft_facts(records, recipe)
+    train["instruction_tuned"] = sft["tuned"]
 
     config = _json_file(release_dir / "config.json") if release_dir else None
     model = {
@@ -318,6 +319,7 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
         "mixture": {"per_language": mixture, "groups": groups, "budget_tokens": _num(records.figure("mixture", "budget_tokens")),
                     "stages": dig(records.json("mixture", "plan.json"), "stages") or []},
         "train": train,
+        "sft": sft,
         "curves": train_series(records.jsonl("train", "log.jsonl")),
         "model": model,
         "evaluate": {"per_language": {lang: eval_lang.get(lang) or {} for lang in languages},
@@ -334,6 +336,27 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
                               "finished_at": dig(records.manifest(stage), "finished_at"),
                               "versions": dig(records.manifest(stage), "versions")}
                       for stage in records.dirs},
+    }
+
+
+def sft_facts(records: Records, recipe) -> dict:
+    """What instruction tuning did: data per source with licences, steps, energy, and the chat scores."""
+    fig = records.figure("sft", "") or {}
+    energy = fig.get("energy") if isinstance(fig.get("energy"), dict) else {}
+    chat = records.figure("evaluate", "chat") or {}
+    return {
+        "tuned": bool(fig.get("instruction_tuned")),
+        "init_from": fig.get("init_from") if recipe.sft and recipe.sft.init_from else None,  # None: this run's base model
+        "template": fig.get("chat_template"),
+        "epochs": _num(fig.get("epochs")),
+        "steps": _num(fig.get("steps")),
+        "tokens": _num(fig.get("tokens")),
+        "wall_seconds": _num(fig.get("wall_seconds")),
+        "energy_kwh": _num(energy.get("kwh")),
+        "co2_kg": _num(energy.get("kg_co2eq")),
+        "sources": [s for s in fig.get("sources") or [] if isinstance(s, dict)],
+        "per_language": fig.get("per_language") or {},
+        "chat": chat if isinstance(chat, dict) else {},
     }
 
 

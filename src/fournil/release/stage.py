@@ -27,9 +27,11 @@ def export_model(ctx: StageContext, records: Records) -> tuple[list[str] | None,
     release holds fournil's own model folder (which `fournil generate`, `chat` and `evaluate` read)."""
     hf = importlib.import_module("fournil.model.hf")  # imported late: torch is only needed here
 
-    final = (records.dir("train") or ctx.run_dir / "train") / "final"
+    tuned = bool(records.figure("sft", "instruction_tuned"))
+    stage = "sft" if tuned else "train"  # the chat model when the run tuned one, else the base model
+    final = (records.dir(stage) or ctx.run_dir / stage) / "final"
     if not (final / "model.safetensors").is_file():
-        raise FournilError(f"{final} has no model.safetensors: run `fournil train RECIPE` again")
+        raise FournilError(f"{final} has no model.safetensors: run `fournil {stage} RECIPE` again")
     tokenizer = records.dir("tokenizer") or ctx.run_dir / "tokenizer"
     try:
         hf.export_hf(final, tokenizer, ctx.out)

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     import tokenizers
 
 BOS, EOS, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"
-CHAT_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end_of_turn|>")
-RESERVED = 9
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"  # ChatML's turn tokens (fournil.tokenizer.chat); IM_END ends a turn
+CHAT_TOKENS = (IM_START, IM_END)
+RESERVED = 11
 # Ids 0..15, in this order, in every fournil tokenizer: a model can rely on them before training.
 SPECIAL_TOKENS = (BOS, EOS, PAD, *CHAT_TOKENS, *(f"<|reserved_{i}|>" for i in range(RESERVED)))
 

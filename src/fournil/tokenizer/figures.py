@@ -21,10 +21,8 @@ class SpecialTokens(Figures):
     bos: int | None = None
     eos: int | None = None
     pad: int | None = None
-    system: int | None = None
-    user: int | None = None
-    assistant: int | None = None
-    end_of_turn: int | None = None
+    im_start: int | None = None
+    im_end: int | None = None
 
 
 class TokenizerFigures(Figures):

@@ -13,12 +13,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from fournil.tokenizer import BOS, CHAT_TOKENS, EOS, PAD, SPECIAL_TOKENS
-
-# <|system|>…<|end_of_turn|> per message; the prompt for generation ends with <|assistant|>
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end_of_turn|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
+from fournil.tokenizer.chat import CHAT_TEMPLATE
 
 
 def save(tokenizer: Tokenizer, directory: Path, model_max_length: int = 1 << 30) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from fournil.corpus.documents import iter_documents
 from fournil.errors import FournilError
 from fournil.runs import StageContext, file_sha256
-from fournil.tokenizer import SPECIAL_TOKENS, load
+from fournil.tokenizer import CHAT_TOKENS, SPECIAL_TOKENS, load
 from fournil.tokenizer.encoders import HFEncoder, load_encoder
 from fournil.parallel import read_pairs
 from fournil.tokenizer.report import build_report, capped, write_report
@@ -84,7 +84,7 @@ def run(ctx: StageContext) -> dict:
         "vocab_size": tokenizer.get_vocab_size(),
         "sha256": file_sha256(out / "tokenizer.json"),
         "special_tokens": {"bos": ids["<|begin_of_text|>"], "eos": ids["<|end_of_text|>"], "pad": ids["<|pad|>"],
-                           **{t.strip("<|>"): ids[t] for t in SPECIAL_TOKENS[3:7]}},
+                           **{t.strip("<|>"): ids[t] for t in CHAT_TOKENS}},
         "per_language": {lang: {k: v for k, v in f.items() if k in FIGURE_KEYS} for lang, f in ours["per_language"].items()},
         "sample_chars_per_language": sample_chars,
         "references": {r["name"]: {lang: f["fertility"] for lang, f in r["per_language"].items()} for r in report["results"][1:]},

@@ -1,0 +1,81 @@
+"""Chat scores per language: does the model answer in the user's language, and how close to the reference.
+
+Language fidelity follows the Language Confusion Benchmark's line-level pass rate: an answer passes
+when every line long enough to judge is identified, by fournil's language ID, as the language of the
+prompt. The identifier knows more languages than the recipe's (the six of the sample and the
+recipe's own), so an answer in a third language fails rather than being forced into one of two.
+Answers with no line long enough are counted apart, never passed. chrF and ROUGE-L compare each
+answer with the held-out reference answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from fournil.corpus.langid import make_identifier
+from fournil.evaluate.metrics import bootstrap, chrf, mean_stderr, rouge_l
+
+JUDGED_LANGUAGES = ("en", "fr", "de", "es", "it", "pt", "nl")
+MIN_LETTERS = 12  # a line with fewer letters is too short for the identifier to judge
+
+
+def judge_lines(answer: str, identifier) -> list[str]:  # noqa: ANN001
+    """The identified language of each line long enough to judge."""
+    lines = [line for line in answer.splitlines() if sum(ch.isalpha() for ch in line) >= MIN_LETTERS]
+    if not lines:
+        return []
+    probabilities = identifier.probabilities(lines)
+    return [identifier.labels[int(row.argmax())] for row in probabilities]
+
+
+def fidelity(answers: list[tuple[str, str]], languages: list[str]) -> dict[str, dict]:
+    """Per prompt language: {pass_rate, passed, judged, unjudged} over (prompt language, answer) pairs."""
+    identifier = make_identifier(tuple(sorted(set(JUDGED_LANGUAGES) | set(languages))), "py3langid", None)
+    by_lang: dict[str, dict] = defaultdict(lambda: {"passed": 0, "judged": 0, "unjudged": 0, "answered_in": defaultdict(int)})
+    for lang, answer in answers:
+        found = judge_lines(answer, identifier)
+        row = by_lang[lang]
+        if not found:
+            row["unjudged"] += 1
+            continue
+        row["judged"] += 1
+        row["passed"] += all(code == lang for code in found)
+        for code in found:
+            row["answered_in"][code] += 1
+    return {lang: {**row, "answered_in": dict(sorted(row["answered_in"].items())),
+                   "pass_rate": round(row["passed"] / row["judged"], 4) if row["judged"] else None}
+            for lang, row in sorted(by_lang.items())}
+
+
+def read_heldout(path: Path) -> list[dict]:
+    """The held-out conversations the sft stage wrote: {lang, source, messages}."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def chat_scores(generator, conversations: list[dict], languages: list[str], sampling, per_language: int) -> dict:  # noqa: ANN001
+    """Answer up to `per_language` held-out prompts per language (each conversation up to its last
+    assistant turn) and score the answers: fidelity, chrF and ROUGE-L against the reference."""
+    picked: dict[str, list[dict]] = defaultdict(list)
+    for c in conversations:
+        if len(picked[c["lang"]]) < per_language:
+            picked[c["lang"]].append(c)
+    results, answers, examples = {}, [], []
+    for lang, items in sorted(picked.items()):
+        predictions, references = [], []
+        for c in items:
+            last = max(i for i, m in enumerate(c["messages"]) if m["role"] == "assistant")
+            prompt, _ = generator.chat_prompt(c["messages"][:last])
+            answer = "".join(generator.stream(prompt, sampling)).strip()
+            predictions.append(answer)
+            references.append(c["messages"][last]["content"])
+            answers.append((lang, answer))
+            if len(examples) < 2 * len(picked):
+                examples.append({"lang": lang, "prompt": c["messages"][last - 1]["content"], "answer": answer,
+                                 "reference": references[-1]})
+        results[lang] = {"conversations": len(items), "chrf": bootstrap(chrf, predictions, references),
+                         "rougeL": mean_stderr([rouge_l(p, r) for p, r in zip(predictions, references)])}
+    for lang, row in fidelity(answers, languages).items():
+        results[lang]["fidelity"] = row
+    return {"per_language": results, "examples": examples}
