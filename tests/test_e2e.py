@@ -93,9 +93,13 @@ def test_changed_training_setting_keeps_the_checkpoints_until_forced_then_reruns
     forced = fournil("train", "--force")
     assert forced.returncode == 0, forced.stderr[-2000:]
     assert f"[train] --force: the earlier work in {copy / 'train'} is discarded" in forced.stderr
+    tuned = fournil("run")  # the chat model was tuned from the old base: its checkpoints are kept until forced too
+    assert tuned.returncode == 2 and tuned.stderr.strip().splitlines()[-1].startswith(
+        f"error: {copy / 'sft'} holds checkpoints/step_* made with other settings or inputs (the train stage's output")
+    assert fournil("sft", "--force").returncode == 0
     result = fournil("run")
     assert result.returncode == 0, result.stderr[-2000:]
-    for stage in ("corpus", "tokenizer", "mixture", "train"):
+    for stage in ("corpus", "tokenizer", "mixture", "train", "sft"):
         assert f"[{stage}] up to date, skipped" in result.stderr
     for stage in ("evaluate", "release"):
         assert f"[{stage}] running" in result.stderr

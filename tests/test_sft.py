@@ -179,3 +179,46 @@ def test_recipe_checks_sft_sources(minimal_recipe_data, tmp_path):
     with pytest.raises(FournilError, match=r"sft.sources.0.path = 'missing.jsonl': no such file"):
         parse_recipe(data, tmp_path)
     assert parse_recipe(minimal_recipe_data, tmp_path).sft is None
+
+
+def test_a_crashed_sft_resumes_to_the_same_weights(tmp_path):
+    """Killed between checkpoints (here: an exception at step 3 of 6, the last checkpoint at 2), the
+    same command resumes and ends with the weights of an uninterrupted run, bit for bit."""
+    from fournil.sft.packing import Encoded
+    from fournil.train.distributed import Topology
+    from fournil.train.trainer import Trainer
+    from train_helpers import MODEL, SEQ_LEN, config, tiny_model
+
+    rng = np.random.default_rng(0)
+    convs = []
+    for i in range(24):
+        n = int(rng.integers(6, 20))
+        trained = np.zeros(n, dtype=bool)
+        trained[n // 2:] = True
+        convs.append(Encoded(rng.integers(5, 128, n), trained, i % 2, "s"))
+    cfg = config(max_steps=6, checkpoint_every=2, log_every=1, document_masking=True)
+
+    def trainer(out):
+        sampler = ConversationSampler(convs, [1.0] * len(convs), ["fr", "en"], SEQ_LEN, cfg.micro_batch_size, seed=1, pad_id=2, epochs=3)
+        model = tiny_model()
+        return Trainer(model, sampler, cfg, out, Topology(0, 1, 0, torch.device("cpu")), model_config=MODEL.to_dict(),
+                       seq_len=SEQ_LEN, flops_per_token=model.flops_per_token(SEQ_LEN), log=lambda m: None)
+
+    reference = trainer(tmp_path / "reference")
+    reference.train()
+    crashed = trainer(tmp_path / "run")
+    step = crashed.train_step
+
+    def crash():
+        if crashed.step == 2:
+            raise RuntimeError("killed")
+        step()
+
+    crashed.train_step = crash
+    with pytest.raises(RuntimeError, match="killed"):
+        crashed.train()
+    resumed = trainer(tmp_path / "run")
+    figures = resumed.train()
+    assert figures["resumed_from_step"] == 2
+    for name, tensor in reference.final_state_dict().items():
+        assert torch.equal(tensor, resumed.final_state_dict()[name]), name
