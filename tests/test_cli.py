@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-STAGES = ("corpus", "tokenizer", "mixture", "train", "evaluate", "release")
+STAGES = ("corpus", "tokenizer", "mixture", "train", "sft", "evaluate", "release")
 
 
 def fournil(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -21,7 +21,7 @@ def test_help_lists_every_command_in_bake_order():
     assert result.returncode == 0
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("│ ")]
     listed = [row[1] for row in rows if len(row) > 2 and not row[1].startswith("-")]
-    assert listed == ["run", *STAGES, "generate", "chat"]
+    assert listed == ["run", "plan", *STAGES, "generate", "chat", "gguf", "instruct"]
 
 
 @pytest.mark.parametrize("command", ["run", *STAGES])

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from fournil.errors import FournilError
 
-COMMAND_ORDER = ("run", "plan", "corpus", "tokenizer", "mixture", "train", "evaluate", "release", "generate", "chat", "gguf")
+COMMAND_ORDER = ("run", "plan", "corpus", "tokenizer", "mixture", "train", "sft", "evaluate", "release", "generate", "chat", "gguf", "instruct")
 OWN_COMMANDS = ("tokenizer", "evaluate")  # stages whose command does more than run the stage (defined below)
 
 
