@@ -112,3 +112,29 @@ def test_a_llama_scores_only_target_rows_equal_to_full_logits_cross_entropy(monk
     assert (scored[targets == IGNORE] == 0).all() and (scored[targets != IGNORE] > 0).all()
     # the training kernel agrees to rounding (bitwise only where both run matmuls of the same shape)
     assert torch.allclose(scored, model(inputs, targets=targets).detach(), rtol=1e-6, atol=0)
+
+
+def test_a_release_folder_is_evaluated_without_transformers(tmp_path, monkeypatch):
+    """`generate` reads a release folder without transformers; evaluate does too (it refused), with the same scores."""
+    import dataclasses
+    import sys
+
+    import torch
+    from evaluate_helpers import make_tokenizer
+
+    from fournil.evaluate.models import open_model
+    from fournil.model.hf import export_hf
+    from fournil.model.llama import Llama
+    from fournil.model.presets import PRESETS
+
+    texts = ["Le chat dort sur le tapis.", "The cat sleeps on the mat."] * 20
+    make_tokenizer(tmp_path / "tokenizer", texts, vocab_size=300)
+    torch.manual_seed(0)
+    export_hf(Llama(dataclasses.replace(PRESETS["tiny"], vocab_size=300)), tmp_path / "tokenizer", tmp_path / "release")
+    ids = torch.tensor([[1, 5, 9, 20, 33, 7]])
+    with_hf = open_model(tmp_path / "release")
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
+    without = open_model(tmp_path / "release")
+    assert (with_hf.kind, without.kind) == ("transformers", "fournil")
+    with torch.no_grad():
+        torch.testing.assert_close(without.model(ids), with_hf.model(ids), rtol=1e-4, atol=1e-4)

@@ -49,10 +49,19 @@ class SourceFiles(Figures):
     bytes: int | None = None  # the raw files read: a changed source shows here
 
 
+class HarmfulList(Figures):
+    """A language's harmful-word list: how many terms, their digest, the share of words that drops a document."""
+
+    terms: int | None = None
+    sha256: str | None = None
+    max_share: float | None = None
+
+
 class CorpusFigures(Figures):
     per_language: dict[str, LanguageCorpus] | None = None
     steps: list[Step] | None = None  # the funnel, in step order
     settings: dict[str, LanguageSettings] | None = None
     sources: dict[str, SourceFiles] | None = None
+    harmful_lists: dict[str, HarmfulList] | None = None  # languages filtered for harmful content (empty: none)
     workers: int | None = None  # how the work was spread; the documents do not depend on it
     tasks: int | None = None

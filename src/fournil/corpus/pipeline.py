@@ -30,7 +30,7 @@ from fournil.corpus.dedup import MinHasher, UnionFind, choose, exact_key
 from fournil.corpus.documents import read_documents, write_documents
 from fournil.corpus.ledger import Ledger
 from fournil.corpus.readers import SourceReader
-from fournil.corpus.steps import Decontaminate, LanguageID, Normalise, QualityFilter, ScrubPII, chain
+from fournil.corpus.steps import Decontaminate, HarmfulFilter, LanguageID, Normalise, QualityFilter, ScrubPII, chain
 from fournil.errors import FournilError
 
 OUTPUT_FIELDS = ("id", "text", "lang", "source", "category", "license")
@@ -89,6 +89,8 @@ class CurateFiles(PipelineStep):
         steps = [Normalise(ledger), LanguageID(plan["languages"], plan["langid"], plan["thresholds"], ledger)]
         if plan["quality"]:
             steps.append(QualityFilter(plan["settings_dir"], ledger))
+        if plan["harmful_words"]:
+            steps.append(HarmfulFilter(plan["harmful_words"], plan["harmful_max_share"], ledger))
         if plan["pii"]:
             steps.append(ScrubPII(ledger))
         if plan["decontaminate"]:

@@ -12,16 +12,18 @@ import os
 import shutil
 from pathlib import Path
 
+from fournil.corpus.harmful import list_digest, read_word_list
 from fournil.corpus.langid import make_identifier
 from fournil.corpus.ledger import Ledger
 from fournil.corpus.ngrams import word_characters
 from fournil.corpus.pipeline import CurateFiles, DedupLanguage, make_executor, run_executor
 from fournil.corpus.quality import load_settings
 from fournil.corpus.readers import check_readers
+from fournil.errors import FournilError
 from fournil.runs import StageContext
 
 DESCRIPTIONS = {"pass1": "pass 1 (read → decontaminate), tasks", "pass2": "pass 2 (dedup, split, write), languages"}
-STEP_ORDER = ("read", "normalise", "language_id", "quality", "pii", "decontaminate", "dedup_exact", "dedup_minhash")
+STEP_ORDER = ("read", "normalise", "language_id", "quality", "harmful", "pii", "decontaminate", "dedup_exact", "dedup_minhash")
 
 
 def keep_logs(work_logs: Path, logs: Path) -> None:
@@ -45,6 +47,14 @@ def assign_files(items: list[dict], tasks: int) -> list[list[dict]]:
     return [sorted(bucket, key=lambda it: it["order"]) for bucket in buckets]
 
 
+def harmful_lists(recipe) -> dict[str, list[str]]:
+    """The harmful-word list of each language that has one (`corpus.harmful_words`)."""
+    unknown = sorted(set(recipe.corpus.harmful_words) - set(recipe.languages))
+    if unknown:
+        raise FournilError(f"corpus.harmful_words: {unknown[0]} is not one of the recipe's languages ({', '.join(recipe.languages)})")
+    return {lang: read_word_list(recipe.resolve(path)) for lang, path in sorted(recipe.corpus.harmful_words.items())}
+
+
 def plan(ctx: StageContext) -> tuple[dict, dict]:
     recipe, cfg = ctx.recipe, ctx.recipe.corpus
     languages = list(recipe.languages)
@@ -63,11 +73,13 @@ def plan(ctx: StageContext) -> tuple[dict, dict]:
         thresholds = {lang: float(s["language_score"]) for lang, s in settings.items()}
     else:
         thresholds = {lang: cfg.langid.min_score for lang in languages}
+    harmful = harmful_lists(recipe)
     work = ctx.out / "work"
     common = {"work": str(work), "languages": languages, "examples": cfg.examples_per_reason, "seed": recipe.seed}
     pass1 = {**common, "tasks": assign_files(items, tasks), "langid": cfg.langid.model_dump(),
              "thresholds": thresholds, "quality": cfg.quality, "settings_dir": settings_dir, "pii": cfg.pii,
-             "decontaminate": [str(recipe.resolve(p)) for p in cfg.decontaminate], "decontaminate_ngram": cfg.decontaminate_ngram}
+             "decontaminate": [str(recipe.resolve(p)) for p in cfg.decontaminate], "decontaminate_ngram": cfg.decontaminate_ngram,
+             "harmful_words": harmful, "harmful_max_share": cfg.harmful_max_share}
     pass2 = {**common, "out": str(ctx.out), "dedup": cfg.dedup.model_dump(), "heldout_fraction": cfg.heldout_fraction,
              "shard_documents": cfg.shard_documents, "by_chars": {lang: s.get("words") == "chars" for lang, s in settings.items()}}
     sources = {}
@@ -76,7 +88,9 @@ def plan(ctx: StageContext) -> tuple[dict, dict]:
         entry["files"] += 1
         entry["bytes"] += item["bytes"]
     info = {"workers": workers, "tasks": tasks, "files": len(items), "sources": sources, "thresholds": thresholds,
-            "settings": {lang: {"origin": s.get("origin", "")} for lang, s in settings.items()}}
+            "settings": {lang: {"origin": s.get("origin", "")} for lang, s in settings.items()},
+            "harmful_lists": {lang: {"terms": len(terms), "sha256": list_digest(terms), "max_share": cfg.harmful_max_share}
+                              for lang, terms in harmful.items()}}
     return {"pass1": pass1, "pass2": pass2}, info
 
 
@@ -117,4 +131,4 @@ def run(ctx: StageContext) -> dict:
     keep_logs(work / "logs", ctx.out / "logs")
     shutil.rmtree(work)
     return {"per_language": per_language, "steps": funnel, "settings": info["settings"], "sources": info["sources"],
-            "workers": workers, "tasks": info["tasks"]}
+            "harmful_lists": info["harmful_lists"], "workers": workers, "tasks": info["tasks"]}

@@ -15,6 +15,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 
 from fournil.corpus.decontaminate import Decontaminator
+from fournil.corpus.harmful import HarmfulTerms
 from fournil.corpus.langid import make_identifier, route_many
 from fournil.corpus.ledger import Ledger
 from fournil.corpus.normalise import normalise_text
@@ -147,6 +148,29 @@ class QualityFilter(CorpusStep):
             self.rules[lang] = QualityRules(load_settings(lang, Path(self.settings_dir) if self.settings_dir else None))
         reason = self.rules[lang].check(doc.text)
         return True if reason is None else (False, reason)
+
+
+class HarmfulFilter(CorpusStep):
+    """Drop documents whose words are more than `max_share` listed harmful terms, by the document's language's list."""
+
+    name = "harmful"
+
+    def __init__(self, word_lists: dict[str, list[str]], max_share: float, ledger: Ledger | None = None):
+        super().__init__(ledger)
+        self.word_lists = word_lists
+        self.max_share = max_share
+        self._terms: dict[str, HarmfulTerms] = {}
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        lang = doc.metadata["lang"]
+        if lang not in self.word_lists:
+            return True
+        if lang not in self._terms:
+            self._terms[lang] = HarmfulTerms(self.word_lists[lang])
+        hits, words = self._terms[lang].hits(doc.text)
+        if hits:
+            self.ledger.count(self.name, lang, doc.metadata["source"], "harmful_terms", hits)
+        return (False, "harmful_words") if hits > self.max_share * max(words, 1) else True
 
 
 class ScrubPII(CorpusStep):

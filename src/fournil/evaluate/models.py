@@ -4,7 +4,8 @@ Everything becomes a module with the `Llama` interface (logits, or per-token los
 a tokenizer with the `tokenizers` encode API and the BOS id, so scoring code has one path. A
 fournil checkpoint (`model.safetensors` + fournil `config.json`) loads with `fournil.model.io`;
 a folder whose `config.json` names `architectures` is a transformers folder and loads with
-transformers (release folders included, so their scores are what users of the export will see).
+transformers (release folders included, so their scores are what users of the export will see);
+without transformers installed, a Llama folder (a fournil release) loads with fournil's own model.
 """
 
 from __future__ import annotations
@@ -103,6 +104,18 @@ def _fournil_special_ids(tokenizer_dir: Path) -> dict[str, int | None]:
         return {"bos": None, "eos": None}
 
 
+def _transformers(config: dict):
+    """transformers, to load a transformers folder; None for a Llama folder when it is not installed
+    (a fournil release loads with fournil's own model then, as `generate` does)."""
+    try:
+        import transformers
+    except ImportError:
+        if config.get("model_type") == "llama":
+            return None
+        raise FournilError("evaluating a transformers folder needs transformers: pip install 'fournil[hf]'") from None
+    return transformers
+
+
 def open_model(model_dir: Path, tokenizer_dir: Path | None = None, device: str = "cpu") -> Scorable:
     """A model folder and its tokenizer, ready to score."""
     model_dir = Path(model_dir)
@@ -110,11 +123,8 @@ def open_model(model_dir: Path, tokenizer_dir: Path | None = None, device: str =
         raise FournilError(f"{model_dir}: no such model folder")
     config = _config(model_dir)
     tok_dir = find_tokenizer_dir(model_dir, tokenizer_dir)
-    if "architectures" in config:
-        try:
-            import transformers
-        except ImportError:
-            raise FournilError("evaluating a transformers folder needs transformers: pip install 'fournil[hf]'") from None
+    transformers = _transformers(config) if "architectures" in config else None
+    if transformers is not None:
         hf = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
         if (tok_dir / "tokenizer.json").is_file():
             from fournil.tokenizer import load

@@ -6,8 +6,9 @@ release is read from the run's records instead.
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from fournil.release.fmti import DISCLOSURE_KEYS
 from fournil.schema import Section
 
 
@@ -25,3 +26,12 @@ class ReleaseConfig(Section):
     gguf: bool = Field(False, description="also write GGUF files for llama.cpp, one per `gguf_types`")
     gguf_types: list[Literal["f32", "f16", "q8_0", "q4_0"]] = Field(
         ["f16", "q8_0", "q4_0"], min_length=1, description="weight types of the GGUF files, each written as <model_name>-<TYPE>.gguf")
+    disclosures: dict[str, str] = Field(default_factory=dict, description="the team's statements for the transparency indicators only people can answer, by key (wages, data_creators, ...; see docs/release.md); each is shown in the card and meets its indicator")
+
+    @field_validator("disclosures")
+    @classmethod
+    def _known_indicators(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(DISCLOSURE_KEYS))
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a transparency indicator that takes a statement; keys are {', '.join(DISCLOSURE_KEYS)}")
+        return {k: v for k, v in value.items() if v.strip()}

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from fournil.release.records import Records, dig
+from fournil.schema import Figures
+from fournil.train.figures import Device, Energy, TrainFigures
 
 
 def _num(value: Any) -> float | None:
@@ -21,6 +23,18 @@ def _num(value: Any) -> float | None:
 
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
+
+
+def typed(model: type[Figures], raw: Any, records: Records, stage: str) -> Any:
+    """A stage's figures as its typed model (what the stage declares and writes); figures of the wrong
+    shape are noted as unreadable and read as not recorded."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(raw if isinstance(raw, dict) else {})
+    except ValidationError:
+        records.missing.append(f"{stage}/manifest.json figures (unreadable)")
+        return model()
 
 
 def safetensors_parameters(path: Path) -> int | None:
@@ -270,20 +284,19 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
             "by_category": dict(by_category),
         }
 
-    train_fig = records.figure("train", "") or {}
-    energy = train_fig.get("energy") if isinstance(train_fig.get("energy"), dict) else {}
+    tf = typed(TrainFigures, records.figure("train", ""), records, "train")
+    energy = tf.energy or Energy()
     train = {
-        "steps": _num(train_fig.get("steps")),
-        "tokens": _num(_first(train_fig.get("tokens"), train_fig.get("tokens_seen"))),
+        "steps": tf.steps,
+        "tokens": tf.tokens,
         # a train stage that records its own wall time (null when it could not know it) is not second-guessed
-        "wall_seconds": _num(train_fig["wall_seconds"] if "wall_seconds" in train_fig
-                             else dig(records.manifest("train"), "wall_seconds")),
-        "hardware": _hardware(_first(train_fig.get("device"), train_fig.get("hardware"))),
-        "energy_kwh": _num(_first(energy.get("kwh"), train_fig.get("energy_kwh"))),
-        "co2_kg": _num(_first(energy.get("kg_co2eq"), train_fig.get("kg_co2eq"))),
-        "energy_method": _first(energy.get("method"), train_fig.get("energy_method")),
-        "codecarbon": energy.get("codecarbon") if isinstance(energy.get("codecarbon"), dict) else None,
-        "per_language": train_fig.get("per_language") or {},
+        "wall_seconds": tf.wall_seconds if "wall_seconds" in tf.model_fields_set else _num(dig(records.manifest("train"), "wall_seconds")),
+        "hardware": _hardware(tf.device),
+        "energy_kwh": energy.kwh,
+        "co2_kg": energy.kg_co2eq,
+        "energy_method": energy.method,
+        "codecarbon": energy.codecarbon.model_dump() if energy.codecarbon else None,
+        "per_language": {lang: f.model_dump() for lang, f in (tf.per_language or {}).items()},
     }
     sft = sft_facts(records, recipe)
     train["instruction_tuned"] = sft["tuned"]
@@ -291,8 +304,7 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
     config = _json_file(release_dir / "config.json") if release_dir else None
     model = {
         "config": config or {},
-        "parameters": _first(safetensors_parameters(release_dir / "model.safetensors") if release_dir else None,
-                             _num(_first(train_fig.get("params"), train_fig.get("parameters")))),
+        "parameters": _first(safetensors_parameters(release_dir / "model.safetensors") if release_dir else None, tf.params),
         "exported": bool(config) and "architectures" in config,
         "architecture": (config.get("architectures") or ["fournil"])[0] if config else None,
     }
@@ -360,16 +372,11 @@ def sft_facts(records: Records, recipe) -> dict:
     }
 
 
-def _hardware(value: Any) -> str | None:
-    """Hardware as one line, e.g. "1 × NVIDIA H100", from a string or a {name, count} record."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        name = _first(value.get("name"), value.get("device"), value.get("gpu"))
-        count = _num(_first(value.get("processes"), value.get("count")))
-        if name:
-            return f"{count} × {name}" if count else str(name)
-    return None
+def _hardware(device: Device | None) -> str | None:
+    """Hardware as one line, e.g. "1 × NVIDIA H100", from the train figures' device."""
+    if device is None or not device.name:
+        return None
+    return f"{device.processes} × {device.name}" if device.processes else device.name
 
 
 def _json_file(path: Path) -> dict | None:
