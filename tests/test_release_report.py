@@ -109,7 +109,7 @@ def test_report_renders_in_headless_chromium(released, tmp_path):
               or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]
     assert errors == []
     assert page["images"] == 5 and page["broken"] == []
-    assert page["headings"] == ["Data funnel", "Mixture", "Tokenizer", "Training", "Evaluation", "Memorisation", "Records"]
+    assert page["headings"] == ["Data funnel", "Mixture", "Tokenizer", "Training", "Evaluation", "Tasks", "Memorisation", "Records"]
     png = base64.b64decode(shot["data"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000  # a rendered page, not a blank one
     (tmp_path / "report.png").write_bytes(png)  # kept under pytest's tmp folder to look at
