@@ -17,7 +17,7 @@ from fournil.runs import run_all, run_dir_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
-DOCS_PER_FILE, CHARS_PER_DOC, PAIRS = 10, 1500, 60
+DOCS_PER_FILE, CHARS_PER_DOC, PAIRS, CONVERSATIONS = 10, 1500, 60, 40
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,10 @@ def small_tree(tmp_path_factory) -> Path:
             target.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:PAIRS]), encoding="utf-8")
         elif path.is_file():
             shutil.copyfile(path, target)
+    for path in sorted((ROOT / "data" / "instructions").glob("*.jsonl")):  # demo-chat's conversations, the first few
+        target = root / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:CONVERSATIONS]), encoding="utf-8")
     return root
 
 
@@ -57,6 +61,7 @@ def test_every_recipe_bakes_at_proxy_scale(small_tree, tmp_path, name):
     run_dir = run_dir_for(proxy, tmp_path)
     manifests = run_all(proxy, run_dir, log=lambda message: None)
     assert manifests["train"]["figures"]["steps"] == proxy.train.max_steps
+    assert manifests["sft"]["figures"]["instruction_tuned"] is (full.sft is not None)
     card = (run_dir / "release" / "README.md").read_text()
     assert f"**This is a proxy bake** of the recipe `{name}`" in card and "model.overrides.dim: " in card
     config = json.loads((run_dir / "release" / "config.json").read_text())
