@@ -222,3 +222,21 @@ def test_a_crashed_sft_resumes_to_the_same_weights(tmp_path):
     assert figures["resumed_from_step"] == 2
     for name, tensor in reference.final_state_dict().items():
         assert torch.equal(tensor, resumed.final_state_dict()[name]), name
+
+
+def test_fidelity_leaves_out_requests_to_answer_in_another_language():
+    from fournil.evaluate.chat import chat_scores
+
+    class Echo:  # answers every prompt in English
+        def chat_prompt(self, messages):
+            return messages[-1]["content"], ()
+
+        def stream(self, prompt, sampling):
+            yield "I am very happy to see you today, my dear friend."
+
+    asked = [{"lang": "fr", "messages": [{"role": "user", "content": "Comment vas-tu ?"},
+                                         {"role": "assistant", "content": "Je vais très bien, merci beaucoup de le demander."}]},
+             {"lang": "fr", "messages": [{"role": "user", "content": "Traduis en anglais :\nJe suis content."},
+                                         {"role": "assistant", "content": "I am happy to see you today, my friend."}]}]
+    scores = chat_scores(Echo(), asked, ["fr", "en"], None, 10)["per_language"]["fr"]
+    assert scores["conversations"] == 2 and scores["fidelity"]["judged"] == 1 and scores["fidelity"]["pass_rate"] == 0.0

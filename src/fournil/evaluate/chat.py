@@ -2,7 +2,8 @@
 
 Language fidelity follows the Language Confusion Benchmark's line-level pass rate: an answer passes
 when every line long enough to judge is identified, by fournil's language ID, as the language of the
-prompt. The identifier knows more languages than the recipe's (the six of the sample and the
+prompt; a conversation whose reference answer is in another language (a translation request) is
+left out of it. The identifier knows more languages than the recipe's (the six of the sample and the
 recipe's own), so an answer in a third language fails rather than being forced into one of two.
 Answers with no line long enough are counted apart, never passed. chrF and ROUGE-L compare each
 answer with the held-out reference answer.
@@ -56,11 +57,13 @@ def read_heldout(path: Path) -> list[dict]:
 
 def chat_scores(generator, conversations: list[dict], languages: list[str], sampling, per_language: int) -> dict:  # noqa: ANN001
     """Answer up to `per_language` held-out prompts per language (each conversation up to its last
-    assistant turn) and score the answers: fidelity, chrF and ROUGE-L against the reference."""
+    assistant turn) and score the answers: chrF and ROUGE-L against the reference, and fidelity on
+    the conversations whose reference answers in the prompt's language."""
     picked: dict[str, list[dict]] = defaultdict(list)
     for c in conversations:
         if len(picked[c["lang"]]) < per_language:
             picked[c["lang"]].append(c)
+    identifier = make_identifier(tuple(sorted(set(JUDGED_LANGUAGES) | set(languages))), "py3langid", None)
     results, answers, examples = {}, [], []
     for lang, items in sorted(picked.items()):
         predictions, references = [], []
@@ -70,12 +73,13 @@ def chat_scores(generator, conversations: list[dict], languages: list[str], samp
             answer = "".join(generator.stream(prompt, sampling)).strip()
             predictions.append(answer)
             references.append(c["messages"][last]["content"])
-            answers.append((lang, answer))
+            if all(code == lang for code in judge_lines(references[-1], identifier)):  # not a request to answer in another language
+                answers.append((lang, answer))
             if len(examples) < 2 * len(picked):
                 examples.append({"lang": lang, "prompt": c["messages"][last - 1]["content"], "answer": answer,
                                  "reference": references[-1]})
         results[lang] = {"conversations": len(items), "chrf": bootstrap(chrf, predictions, references),
                          "rougeL": mean_stderr([rouge_l(p, r) for p, r in zip(predictions, references)])}
     for lang, row in fidelity(answers, languages).items():
-        results[lang]["fidelity"] = row
+        results[lang]["fidelity"] = row  # a language with no such conversation has no fidelity
     return {"per_language": results, "examples": examples}
