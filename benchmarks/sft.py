@@ -87,8 +87,7 @@ def main() -> None:
     cfg = TrainConfig(max_steps=args.steps, global_batch_tokens=args.micro_batch * args.seq_len, micro_batch_size=args.micro_batch,
                       warmup_steps=2, checkpoint_every=10**6, log_every=5, tensorboard=False, document_masking=True)
     conversations = ConversationSampler(train, [1.0] * len(train), ["fr", "en"], args.seq_len, args.micro_batch, seed=1, pad_id=2, epochs=3)
-    rows = conversations.rows_of_epoch(0)
-    padding = 1 - sum(len(train[i].ids) - 1 for row in rows for i in row) / (len(rows) * args.seq_len)
+    rows, padding = conversations.rows_of_epoch(0), conversations.padding_share()
     with tempfile.TemporaryDirectory() as tmp:
         plain = timed(Rows(config.vocab_size, args.seq_len, args.micro_batch, False), config, cfg.model_copy(update={"document_masking": False}), Path(tmp) / "a")
         masked = timed(Rows(config.vocab_size, args.seq_len, args.micro_batch, True), config, cfg, Path(tmp) / "b")

@@ -223,16 +223,21 @@ def parse_recipe(data: Any, base_dir: Path, origin: str = "recipe") -> Recipe:
     return recipe
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's data, or a one-line error naming `what` it is (a recipe, an instruct config)."""
+    if not path.is_file():
+        raise FournilError(f"{what} {path}: no such file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise FournilError(f"{what} {path}: not valid YAML ({str(error).splitlines()[0]})") from None
+
+
 def load_recipe(path: str | Path, overrides: list[str] = (), proxy: str | None = None) -> Recipe:
     """Read, override and validate a recipe file; with `proxy` (a size of `fournil.proxy.SIZES`), at
     proxy scale, the overrides applied after the shrinking."""
     path = Path(path)
-    if not path.is_file():
-        raise FournilError(f"recipe {path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise FournilError(f"recipe {path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    data = read_yaml(path, "recipe")
     if proxy is not None:
         from fournil.proxy import SIZES, proxy_data
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from fournil.errors import FournilError
-from fournil.recipe import _format_errors, apply_overrides
+from fournil.recipe import _format_errors, apply_overrides, read_yaml
 from fournil.schema import Section
 
 
@@ -88,12 +87,7 @@ class InstructConfig(Section):
 def load_config(path: str | Path, overrides: list[str] = ()) -> InstructConfig:
     """Read, override and validate a config file; every problem on its own line."""
     path = Path(path)
-    if not path.is_file():
-        raise FournilError(f"instruct config {path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise FournilError(f"instruct config {path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    data = read_yaml(path, "instruct config")
     if not isinstance(data, dict):
         raise FournilError(f"instruct config {path}: expected a mapping (output, languages, examples_per_language, teacher, ...)")
     data = apply_overrides(data, list(overrides))

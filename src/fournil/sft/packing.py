@@ -114,6 +114,12 @@ class ConversationSampler:
         rows = sum(len(self.rows_of_epoch(e)) for e in range(whole))
         return rows + math.ceil((self.epochs - whole) * len(self.rows_of_epoch(whole))) if self.epochs > whole else rows
 
+    def padding_share(self) -> float:
+        """The share of the first epoch's positions that are padding."""
+        rows = self.rows_of_epoch(0)
+        used = sum(len(self.conversations[i].ids) - 1 for row in rows for i in row)
+        return round(1 - used / (len(rows) * self.seq_len), 4)
+
     def _row(self, index: int) -> list[int]:
         epoch = 0
         while index >= len(self.rows_of_epoch(epoch)):

@@ -25,7 +25,8 @@ from fournil.sft.conversations import read_conversations
 from fournil.sft.packing import IGNORE, ConversationSampler, Encoded, encode_all
 from fournil.tokenizer import load as load_tokenizer
 from fournil.tokenizer import special_ids
-from fournil.train.distributed import checkpoint_blocks, compile_model, parallelize, setup, teardown
+from fournil.train.distributed import setup, teardown
+from fournil.train.stage import prepare
 from fournil.train.trainer import Trainer, accumulation_steps
 
 HELDOUT = "heldout.jsonl"
@@ -97,11 +98,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         steps = cfg.max_steps or max(1, math.ceil(sampler.total_rows() / rows_per_step))
         loop_cfg = cfg.model_copy(update={"max_steps": steps})
         flops_per_token = model.flops_per_token(config.context_length)
-        checkpoint_blocks(model, cfg.activation_checkpointing)
-        if cfg.compile == "on" or (cfg.compile == "auto" and topology.device.type == "cuda"):
-            compile_model(model)
-        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and topology.device.type == "cuda")
-        wrapped = parallelize(model, topology, cfg.parallelism, bf16)
+        wrapped = prepare(model, cfg, topology)
         ctx.log(f"[sft] {len(train)} conversations × {cfg.epochs:g} epochs in {steps} steps, {len(heldout)} held out, from {init}")
         trainer = Trainer(wrapped, sampler, loop_cfg, ctx.out, topology, model_config=config.to_dict(), seq_len=config.context_length,
                           flops_per_token=flops_per_token, log=ctx.log, run_name=f"{ctx.recipe.name}-sft",
@@ -121,7 +118,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         figures.update(instruction_tuned=True, init_from=str(init), chat_template="chatml",
                        epochs=round(steps * rows_per_step / len(sampler.rows_of_epoch(0)), 3),
                        sources=_source_figures(cfg, train, owners, heldout, skipped),
-                       padding_share=_padding_share(sampler), params=model.num_params(), model=config.to_dict(),
+                       padding_share=sampler.padding_share(), params=model.num_params(), model=config.to_dict(),
                        world_size=topology.world_size, parallelism=cfg.parallelism if topology.distributed else "none")
         return figures
     finally:
@@ -142,9 +139,3 @@ def _source_figures(cfg: SftConfig, train: list[Encoded], owners: list[int], hel
                      "conversations": len(mine) + held, "heldout_conversations": held,
                      "trained_tokens": int(sum(c.trained.sum() for c in mine)), "skipped": dict(sorted(skipped[source.name].items()))})
     return rows
-
-
-def _padding_share(sampler: ConversationSampler) -> float:
-    rows = sampler.rows_of_epoch(0)
-    used = sum(len(sampler.conversations[i].ids) - 1 for row in rows for i in row)
-    return round(1 - used / (len(rows) * sampler.seq_len), 4)

@@ -62,6 +62,16 @@ def build_model(config, device: torch.device, seed: int) -> Llama:  # noqa: ANN0
         return Llama(config)
 
 
+def prepare(model: Llama, cfg: TrainConfig, topology) -> nn.Module:  # noqa: ANN001
+    """The model as the loop trains it: activation checkpointing, compile and DDP/FSDP2, as `cfg` asks
+    (the train and sft stages both)."""
+    checkpoint_blocks(model, cfg.activation_checkpointing)
+    if cfg.compile == "on" or (cfg.compile == "auto" and topology.device.type == "cuda"):
+        compile_model(model)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and topology.device.type == "cuda")
+    return parallelize(model, topology, cfg.parallelism, bf16)
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     cfg: TrainConfig = ctx.recipe.train
     topology = setup(cfg.device)
@@ -71,11 +81,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         model = build_model(config, topology.device, ctx.recipe.seed)
         params, non_embedding = model.num_params(), model.num_params(non_embedding=True)
         flops_per_token = model.flops_per_token(config.context_length)
-        checkpoint_blocks(model, cfg.activation_checkpointing)
-        if cfg.compile == "on" or (cfg.compile == "auto" and topology.device.type == "cuda"):
-            compile_model(model)
-        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and topology.device.type == "cuda")
-        model = parallelize(model, topology, cfg.parallelism, bf16)
+        model = prepare(model, cfg, topology)
         sampler = MixtureSampler(ctx.input("mixture"), config.context_length, cfg.micro_batch_size, seed=ctx.recipe.seed,
                                  rank=topology.rank, world_size=topology.world_size, document_masking=cfg.document_masking)
         missing = sorted(set(sampler.languages) - set(ctx.recipe.languages))
