@@ -49,7 +49,7 @@ def test_stage_writes_results_per_checkpoint_language_and_task(evaluated):
     assert [c["tokens_seen"] for c in figures["checkpoints"]] == [1000, 2000]
     assert all(set(c["tasks"]) == {"continuation_en", "translation_en_fr", "minimal_pairs_fr"} for c in figures["checkpoints"])
     assert figures["task_details"]["minimal_pairs_fr"]["metrics"]["chance"] == 0.5
-    assert figures["reference"] == {"name": "CroissantLLM", "source": None, "scores": {"minimal_pairs_fr": 0.8}}
+    assert figures["reference"] == {"name": "CroissantLLM", "source": None, "scores": {"minimal_pairs_fr": 0.8}, "percent": False}
     assert "| en |" in (run_dir / "evaluate" / "results.md").read_text()
 
 

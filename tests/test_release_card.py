@@ -247,3 +247,40 @@ def test_card_and_report_show_the_reference_systems_published_scores(tmp_path, m
     assert f"| arc_pt | {num(None)} | {num(None)} | {num(None)} | – | – | {num(None)} | {num(None)} | {num(29.40)} |" in card, \
         "a published score the run did not measure is still shown"
     assert "Corrêa et al. 2024" in (ctx.out / "report.html").read_text()
+
+
+def test_card_shows_hub_tasks_beside_a_named_reference_in_the_models_unit(tmp_path, monkeypatch):
+    """evaluate.reference: ttl-460m gives TeenyTinyLlama-460m's published percentages (fournil.references), shown as
+    fractions beside an lm-eval task's score; the task's Hub dataset goes into the model-index; skipped ones are named."""
+    from fournil.evaluate.config import EvaluateConfig
+    from fournil.evaluate.stage import figures as evaluate_figures
+
+    install_fake_hf(monkeypatch)
+    run_dir = make_run(tmp_path / "run")
+    results = json.loads((run_dir / "evaluate" / "results.json").read_text())
+    results["checkpoints"][-1]["tasks"]["arc_pt"] = {
+        "task": "arc_pt", "harness": "lm-eval", "output_type": "multiple_choice", "languages": ["pt"], "num_fewshot": 0, "examples": 40,
+        "headline": "acc", "metrics": {"acc": {"value": 0.275, "stderr": 0.0715, "examples": 40}, "acc_norm": {"value": 0.3, "stderr": 0.0734,
+                                       "examples": 40}, "chance": 0.2531},
+        "dataset": {"path": "alexandrainst/m_arc", "name": "pt", "split": "test"}, "samples": []}
+    results["harness"] = {"chat_template": False, "ran": ["arc_pt"], "skipped": {"hellaswag_pt": "its data is not in the local datasets cache"}}
+    manifest = json.loads((run_dir / "evaluate" / "manifest.json").read_text())
+    manifest["figures"] = {**evaluate_figures(results), "reference": EvaluateConfig(reference="ttl-460m").reference.model_dump()}
+    (run_dir / "evaluate" / "manifest.json").write_text(json.dumps(manifest))
+    (run_dir / "evaluate" / "results.json").write_text(json.dumps(results))
+    ctx = context(run_dir)
+    run(ctx)
+    card = (ctx.out / "README.md").read_text()
+    assert "| task | language | metric | score | ± stderr | chance | examples | shots | TeenyTinyLlama 460m |" in card
+    assert f"| arc_pt † | pt | acc | {num(0.275)} | {num(0.0715)} | {num(0.2531)} | 40 | 0 | {num(0.294)} |" in card
+    assert f"| m_mmlu_pt | {num(None)} | {num(None)} | {num(None)} | – | – | {num(None)} | {num(None)} | {num(28.55 / 100)} |" in card
+    assert "published in percent and shown here as a fraction" in card and "arXiv:2401.16640" in card
+    assert "did not run (their data was not in the local datasets cache" in card and "cache, or lm-eval\nwas not installed; " \
+        "`evaluate/results.json` says which): hellaswag_pt." in card
+    data = ModelCard(card).data
+    _, hub = model_index_to_eval_results(data.to_dict()["model-index"])
+    arc = {r.metric_type: r for r in hub if r.task_name == "arc_pt"}
+    assert (arc["acc"].dataset_type, arc["acc"].dataset_config, arc["acc"].dataset_split, arc["acc"].metric_value) == \
+        ("alexandrainst/m_arc", "pt", "test", 0.275)
+    assert arc["acc_norm"].metric_value == 0.3
+    assert "arc_pt †" in (ctx.out / "report.html").read_text()

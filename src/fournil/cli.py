@@ -291,6 +291,7 @@ def evaluate(
     tasks: Annotated[str | None, typer.Option(help="comma-separated tasks: shipped names or task YAML paths (lm-eval names with --harness)")] = None,
     harness: Annotated[str | None, typer.Option(help="'lm-eval': run lm-evaluation-harness on the exported model; 'lm-eval:MODEL' with another lm-eval backend, e.g. lm-eval:vllm")] = None,
     dtype: Annotated[str, typer.Option(help="--harness: the weights' type, float32, bfloat16 or float16")] = "float32",
+    chat: Annotated[bool | None, typer.Option("--chat/--no-chat", help="--harness: prompt through the model's chat template (lm-eval's --apply_chat_template); with a recipe, on when its sft stage tuned the model", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="model folder: results folder (default evaluate-<folder name>)")] = None,
     tokenizer: TokenizerOpt = None,
     device: Annotated[str, typer.Option(help="model folder: auto (the GPU when one is visible), cpu or cuda")] = "auto",
@@ -304,7 +305,7 @@ def evaluate(
     from fournil.evaluate.command import main as evaluate_main
 
     folder = evaluate_main(target, set_ or [], runs_dir, force, run, text or [], tasks, harness, out, tokenizer, device,
-                           proxy_size if proxy else None, dtype)
+                           proxy_size if proxy else None, dtype, chat)
     typer.echo(f"results: {folder}")
 
 

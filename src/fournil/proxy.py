@@ -4,7 +4,8 @@ A proxy keeps everything that decides what the model reads: languages and shares
 categories and weights, the curriculum, parallel data, canaries, tokenizer shares, corpus settings,
 the schedule's shape (warmup, decay and evaluation at the same fractions of training). It shrinks the
 model (width, depth, heads, context; its architecture switches stay), the vocabulary and the token
-budget, so the bake runs end to end on the shipped sample on a CPU. It bakes into its own run folder
+budget, so the bake runs end to end on the shipped sample on a CPU, and runs no Hub benchmark
+(`evaluate.harness_tasks`). It bakes into its own run folder
 (`<name>-proxy`), and the recipe's `proxy:` record (what was shrunk) goes into the model card.
 """
 
@@ -88,6 +89,7 @@ def proxy_data(data: dict, recipe, size: str) -> dict:
            min(recipe.evaluate.max_docs_per_language, s["eval_docs"]))
     change("evaluate.max_examples", recipe.evaluate.max_examples, min(recipe.evaluate.max_examples or s["eval_examples"], s["eval_examples"]))
     change("evaluate.max_new_tokens", recipe.evaluate.max_new_tokens, min(recipe.evaluate.max_new_tokens, s["max_new_tokens"]))
+    change("evaluate.harness_tasks", recipe.evaluate.harness_tasks, [])  # Hub benchmarks say nothing of a proxy model
     canaries = recipe.mixture.canaries
     repeats = sorted(canaries.repeats)
     per_repeat = canaries.count * sum(length + 2 for length in canaries.lengths)

@@ -6,7 +6,8 @@ prompt; a conversation whose reference answer is in another language (a translat
 left out of it. The identifier knows more languages than the recipe's (the six of the sample and the
 recipe's own), so an answer in a third language fails rather than being forced into one of two.
 Answers with no line long enough are counted apart, never passed. chrF and ROUGE-L compare each
-answer with the held-out reference answer.
+answer with the held-out reference answer. `lm_eval_tasks` writes the same prompts as lm-eval tasks,
+which `--harness lm-eval` runs through the model's chat template (`--tasks chat_heldout`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+
+import yaml
 
 from fournil.corpus.langid import make_identifier
 from fournil.evaluate.metrics import bootstrap, chrf, mean_stderr, rouge_l
@@ -83,3 +86,46 @@ def chat_scores(generator, conversations: list[dict], languages: list[str], samp
     for lang, row in fidelity(answers, languages).items():
         results[lang]["fidelity"] = row  # a language with no such conversation has no fidelity
     return {"per_language": results, "examples": examples}
+
+
+def single_turn(conversation: dict) -> list[dict] | None:
+    """The conversation up to its last answer when that answer follows one user turn (after a system message or
+    none): the prompts lm-eval's chat template can ask, one user message each. None for longer dialogues."""
+    last = max((i for i, m in enumerate(conversation["messages"]) if m["role"] == "assistant"), default=None)
+    if last is None:
+        return None
+    roles = [m["role"] for m in conversation["messages"][:last]]
+    return conversation["messages"][:last + 1] if roles in (["user"], ["system", "user"]) else None
+
+
+def lm_eval_tasks(conversations: list[dict], folder: Path, per_language: int, max_new_tokens: int,
+                  repetition_penalty: float = 1.1) -> tuple[list[Path], int]:
+    """One lm-eval generate_until task per language (`chat_heldout_<lang>`: the system message as description, the
+    user turn as the prompt, chrF against the reference answer), decoded as the evaluate stage decodes (greedy,
+    the same repetition penalty and token limit, stopping at <|im_end|>); the first `per_language` single-turn
+    conversations of each language. Returns the task files and how many dialogues were left out."""
+    from fournil.tokenizer import IM_END
+
+    picked: dict[str, list[dict]] = defaultdict(list)
+    left_out = 0
+    for c in conversations:
+        messages = single_turn(c)
+        if messages is None:
+            left_out += 1
+        elif len(picked[c["lang"]]) < per_language:
+            system = messages[0]["content"] if messages[0]["role"] == "system" else ""
+            picked[c["lang"]].append({"system": system, "prompt": messages[-2]["content"], "reference": messages[-1]["content"]})
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for lang, docs in sorted(picked.items()):
+        name = f"chat_heldout_{lang}"
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+        task = {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": f"{name}.jsonl"}}, "test_split": "test",
+                "output_type": "generate_until", "description": "{{system}}", "doc_to_text": "{{prompt}}", "doc_to_target": "{{reference}}",
+                "generation_kwargs": {"until": [IM_END], "do_sample": False, "repetition_penalty": repetition_penalty,
+                                      "max_gen_toks": max_new_tokens},
+                "metric_list": [{"metric": "chrf", "aggregation": "chrf", "higher_is_better": True}],
+                "metadata": {"version": 1, "languages": [lang]}}
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(task, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        files.append(folder / f"{name}.yaml")
+    return files, left_out

@@ -129,10 +129,26 @@ def harness_backend(harness: str | None) -> str | None:
     return model or "hf"
 
 
+def chat_heldout_tasks(tasks: list[str], run_dir: Path, config: EvaluateConfig, out: Path, tuned: bool) -> list[str]:
+    """`chat_heldout` among --tasks becomes the sft stage's held-out conversations as lm-eval tasks, one per language
+    (written to OUT/chat_heldout/), prompted and decoded as the evaluate stage's chat scores are."""
+    if "chat_heldout" not in tasks:
+        return tasks
+    if not tuned:
+        raise FournilError(f"--tasks chat_heldout: {run_dir} has no tuned chat model; give the recipe an sft: section and run it")
+    from fournil.evaluate.chat import lm_eval_tasks, read_heldout
+
+    files, _ = lm_eval_tasks(read_heldout(run_dir / "sft" / "heldout.jsonl"), out / "chat_heldout", config.max_examples or 100,
+                             config.max_new_tokens)
+    return [t for spec in tasks for t in ([str(f) for f in files] if spec == "chat_heldout" else [spec])]
+
+
 def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_dir: Path | None, text_specs: list[str],
          tasks: str | None, harness: str | None, out: Path | None, tokenizer_dir: Path | None, device: str,
-         proxy: str | None = None, dtype: str = "float32") -> Path:
-    """The CLI: a recipe runs the stage, a folder is a model; with --harness, lm-eval runs too. Returns the results folder."""
+         proxy: str | None = None, dtype: str = "float32", chat: bool | None = None) -> Path:
+    """The CLI: a recipe runs the stage, a folder is a model; with --harness, lm-eval runs instead, on the model the
+    stage would score (the sft stage's chat model when it tuned one, prompted through its chat template unless
+    --no-chat). Returns the results folder."""
     from fournil.model.io import pick_device
 
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
@@ -146,10 +162,15 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
         folder = run_dir_for(recipe, runs_dir)
         if harness:
             from fournil.evaluate.harness import run_harness
+            from fournil.runs import read_manifest
 
+            tuned = (folder / "sft" / "manifest.json").is_file() and \
+                bool((read_manifest(folder / "sft").get("figures") or {}).get("instruction_tuned"))
             out = out or folder / "harness"
-            run_harness(folder / "train" / "final", task_list or [], out, tokenizer_dir or folder / "tokenizer",
-                        recipe.evaluate.num_fewshot, recipe.evaluate.max_examples, recipe.evaluate.batch_size, device, backend, dtype)
+            task_list = chat_heldout_tasks(task_list or [], folder, recipe.evaluate, out, tuned)
+            run_harness(folder / ("sft" if tuned else "train") / "final", task_list or [], out, tokenizer_dir or folder / "tokenizer",
+                        recipe.evaluate.num_fewshot, recipe.evaluate.max_examples, recipe.evaluate.batch_size, device, backend, dtype,
+                        chat=tuned if chat is None else chat)
             return out
         run_stage(recipe, folder, "evaluate", force=force)
         return folder / "evaluate"
@@ -161,7 +182,7 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
         from fournil.evaluate.harness import run_harness
 
         run_harness(target, task_list or [], out, tokenizer_dir, config.num_fewshot, config.max_examples, config.batch_size, device,
-                    backend, dtype)
+                    backend, dtype, chat=bool(chat))
     else:
         evaluate_folder(target, out, config, run_dir, text_specs, task_list, tokenizer_dir, device)
     return out

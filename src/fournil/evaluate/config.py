@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from fournil.schema import Section
 
@@ -20,6 +20,8 @@ class Reference(Section):
     name: str = Field(description="the system, e.g. TeenyTinyLlama-460m")
     source: str | None = Field(None, description="where the figures are published (paper, model card)")
     scores: dict[str, float] = Field(default_factory=dict, description="task name → published score, in the unit the paper gives")
+    percent: bool = Field(False, description="the scores are percentages of what fournil and lm-eval give as fractions (accuracy): "
+                                             "they are shown divided by 100, beside this model's")
 
 
 class EvaluateConfig(Section):
@@ -37,5 +39,27 @@ class EvaluateConfig(Section):
     seed: int = Field(1234, description="seed of the few-shot sampler")
     max_new_tokens: int = Field(64, ge=1, description="generated tokens per example at most, in generate_until tasks (caps their max_gen_toks)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to score: auto is the GPU when one is visible (bf16 autocast there), else the CPU (float32)")
-    reference: Reference | None = Field(None, description="a reference system's published task scores, shown next to this model's")
+    harness_tasks: list[str] = Field(
+        default_factory=list,
+        description="lm-eval task names (xnli_fr, belebele_fra_Latn, arc_pt, ...) run through lm-evaluation-harness on the final model "
+                    "when their data is in the local Hugging Face datasets cache; each other one is skipped with a one-line reason")
+    apply_chat_template: bool | None = Field(
+        None, description="lm-eval's --apply_chat_template for harness_tasks; default on for the sft stage's chat model, off for a base model")
+    reference: Reference | None = Field(
+        None, description="a reference system's published task scores, shown next to this model's: {name, source, scores, percent}, "
+                          "or the name of one in fournil.references whose task scores are published (ttl-160m, ttl-460m)")
+
+    @field_validator("reference", mode="before")
+    @classmethod
+    def _named_reference(cls, reference):  # noqa: ANN001, ANN206
+        """A name from fournil.references becomes that system's published task scores (in percent, as printed)."""
+        if not isinstance(reference, str):
+            return reference
+        from fournil.references import REFERENCES
+
+        known = {key: ref for key, ref in REFERENCES.items() if ref.task_scores}
+        if reference not in known:
+            raise ValueError(f"no published task scores for {reference!r}; name one of {', '.join(known)} or give {{name, source, scores}}")
+        ref = known[reference]
+        return {"name": ref.title, "source": ref.task_source, "scores": dict(ref.task_scores), "percent": True}
     memorisation: bool = Field(True, description="measure extraction and loss ratio of the mixture's canaries")

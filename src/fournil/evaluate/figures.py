@@ -26,6 +26,8 @@ class TaskDetails(Figures):
     examples: int | None = None
     headline: str | None = None
     metrics: dict[str, Any] | None = None  # metric → {value, stderr, examples}, and plain figures such as chance
+    harness: str | None = None  # "lm-eval" for evaluate.harness_tasks; absent for fournil's own runner
+    dataset: dict[str, str | None] | None = None  # an lm-eval task's {path, name, split} on the Hugging Face Hub
 
 
 class Memorisation(Figures):
@@ -51,6 +53,16 @@ class ReferenceScores(Figures):
     name: str | None = None
     source: str | None = None
     scores: dict[str, float] | None = None
+    percent: bool | None = None  # the scores are percentages of fractions: shown divided by 100
+
+
+class HarnessRun(Figures):
+    """What became of evaluate.harness_tasks."""
+
+    version: str | None = None  # lm-eval's
+    chat_template: bool | None = None  # prompts went through the model's chat template
+    ran: list[str] | None = None
+    skipped: dict[str, str] | None = None  # task → why (data not in the local datasets cache, lm-eval not installed)
 
 
 class Fidelity(Figures):
@@ -79,3 +91,4 @@ class EvaluateFigures(Figures):
     checkpoints: list[CheckpointScores] | None = None
     reference: ReferenceScores | None = None  # the recipe's evaluate.reference, as given
     chat: dict[str, ChatScores] | None = None  # the tuned model on held-out conversations, by the user's language
+    harness: HarnessRun | None = None

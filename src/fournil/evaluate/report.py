@@ -43,6 +43,9 @@ def markdown(results: dict[str, Any]) -> str:
                 if "chance" in t["metrics"]:
                     rows.append([name, ", ".join(t["languages"]) or "–", t["num_fewshot"], "chance", t["metrics"]["chance"], None, t["examples"]])
             lines += _table(["task", "languages", "shots", "metric", "value", "stderr", "examples"], rows)
+    skipped = (results.get("harness") or {}).get("skipped") or {}
+    if skipped:
+        lines += ["lm-eval tasks not run:", "", *[f"- {name}: {why}" for name, why in skipped.items()], ""]
     if len(checkpoints) > 1:
         langs = list(checkpoints[-1]["per_language"])
         tasks = [(name, t.get("headline")) for name, t in checkpoints[-1].get("tasks", {}).items()]

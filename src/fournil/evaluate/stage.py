@@ -2,7 +2,9 @@
 
 Reads train/final (and with `evaluate.checkpoints: all` every kept checkpoint, for curves over
 tokens seen), the tokenizer, the corpus's held-out documents and the mixture's token shards (for
-the unigram baseline) and canaries. Writes results.json and results.md.
+the unigram baseline) and canaries. The final model also runs `evaluate.harness_tasks` through
+lm-eval when their data is in the local datasets cache (harness/harness.json). Writes results.json
+and results.md.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from fournil.corpus.documents import iter_documents
 from fournil.errors import FournilError
 from fournil.evaluate.config import EvaluateConfig
+from fournil.evaluate.harness import prepare, run_harness, task_results
 from fournil.evaluate.models import Scorable
 from fournil.evaluate.report import markdown
 from fournil.evaluate.suite import language_scores, task_scores
@@ -110,6 +113,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     unigram_bpb = {lang: Unigram.from_shards(mixture_dir / "shards" / lang, vocab).bits_per_byte(tokenizer, docs)
                    for lang, docs in texts.items() if docs}
     tasks = select_tasks(config.tasks, languages, ctx.recipe.base_dir, ctx.log)
+    hub_ready, hub_skipped, task_manager = prepare(config.harness_tasks, ctx.log)  # before scoring: a wrong name fails fast
     results: dict[str, Any] = {"model": ctx.recipe.name, "languages": languages, "checkpoints": []}
     final_scorable = None
     models = checkpoints(ctx.input("train"), ctx.manifest("train"), config.checkpoints)
@@ -124,6 +128,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
                                        "per_language": language_scores(s, texts, unigram_bpb, config),
                                        "tasks": task_scores(s, tasks, config, ctx.log)})
         final_scorable = s
+    if config.harness_tasks:
+        name, folder = models[-1][:2]
+        chat = config.apply_chat_template if config.apply_chat_template is not None else name == "sft"
+        results["harness"] = {"chat_template": chat, "ran": hub_ready, "skipped": hub_skipped}
+        if hub_ready:
+            ctx.log(f"[evaluate] lm-eval on {name}{' through its chat template' if chat else ''}: {', '.join(hub_ready)}")
+            from fournil.model.io import pick_device
+
+            summary = run_harness(folder, hub_ready, ctx.out / "harness", tok_dir, config.num_fewshot, config.max_examples,
+                                  config.batch_size, str(pick_device(config.device, "evaluate.device")), chat=chat,
+                                  task_manager=task_manager)
+            results["harness"]["version"] = summary["version"]
+            results["checkpoints"][-1]["tasks"].update(task_results(summary, languages))
     canaries_path = mixture_dir / "canaries.json"
     if config.memorisation and canaries_path.is_file():
         from fournil.evaluate.memorisation import controls, measure
@@ -156,7 +173,8 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
 
     `tasks[task][languages][metric] = value` (languages joined by "-", e.g. "en-fr" for translation
     from English to French) is what the model card reads; `task_details` adds standard errors,
-    example counts and shots."""
+    example counts and shots (and, for lm-eval's tasks, the harness and the dataset); `harness` says which
+    of `evaluate.harness_tasks` ran and why each other one did not."""
     final = results["checkpoints"][-1]
     per_language = final["per_language"]
     verdicts = [r.get("beats_unigram") for r in per_language.values() if r.get("beats_unigram") is not None]
@@ -166,7 +184,9 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
         "tasks": {name: {"-".join(t["languages"]) or "all": {m: v["value"] for m, v in t["metrics"].items() if isinstance(v, dict)}}
                   for name, t in final["tasks"].items()},
         "task_details": {name: {"languages": t["languages"], "num_fewshot": t["num_fewshot"], "examples": t["examples"],
-                                "headline": t["headline"], "metrics": t["metrics"]} for name, t in final["tasks"].items()},
+                                "headline": t["headline"], "metrics": t["metrics"],
+                                **{k: t[k] for k in ("harness", "dataset") if t.get(k)}} for name, t in final["tasks"].items()},
+        "harness": results.get("harness"),
         "memorisation": (results.get("memorisation") or {}).get("by_repeats"),
         "chat": (results.get("chat") or {}).get("per_language"),
         "checkpoints": [{"name": c["name"], "step": c["step"], "tokens_seen": c["tokens_seen"],

@@ -30,11 +30,16 @@ def model_index(facts: dict) -> list[dict]:
                             "config": lang, "split": "heldout"},
                 "metrics": metrics,
             })
+    hub = {r["task"]: r["dataset"] for r in facts["evaluate"].get("task_rows") or [] if r.get("dataset") and r["dataset"].get("path")}
     for task, per_language in sorted(task_scores(facts).items()):
         for lang, scores in sorted(per_language.items()):
+            dataset = {"type": task, "name": f"{task} ({lang})", "config": lang}
+            if task in hub:  # an lm-eval task: the Hub dataset it reads, so the Hub links the score to it
+                dataset = {"type": hub[task]["path"], "name": f"{task} ({lang})",
+                           **{k: v for k, v in (("config", hub[task].get("name")), ("split", hub[task].get("split"))) if v}}
             results.append({
                 "task": {"type": "text-generation", "name": task},
-                "dataset": {"type": task, "name": f"{task} ({lang})", "config": lang},
+                "dataset": dataset,
                 "metrics": [{"type": metric, "value": value} for metric, value in scores.items()],
             })
     return [{"name": facts["name"], "results": results}] if results else []

@@ -175,9 +175,12 @@ def results_task_details(results: Any) -> dict:
 
 def task_rows(details: Any, reference: Any) -> list[dict]:
     """One row per task: its headline score, standard error, examples, shots and chance level, by language, with the
-    reference system's published score when the recipe names one (a reference task the run did not score: value None)."""
+    reference system's published score when the recipe names one (a reference task the run did not score: value None),
+    divided by 100 when published in percent of a fraction, so that it reads in the model's unit."""
     rows = []
     scores = dig(reference, "scores") if isinstance(dig(reference, "scores"), dict) else {}
+    scale = 100 if dig(reference, "percent") is True else 1
+    published = {name: v / scale for name, v in scores.items() if _num(v) is not None}
     for name, t in (details.items() if isinstance(details, dict) else ()):
         metrics = t.get("metrics") if isinstance(t, dict) and isinstance(t.get("metrics"), dict) else {}
         headline = t.get("headline") or next((m for m, v in metrics.items() if isinstance(v, dict)), None)
@@ -185,11 +188,12 @@ def task_rows(details: Any, reference: Any) -> list[dict]:
         rows.append({"task": name, "languages": "-".join(t.get("languages") or []) or "all", "metric": headline,
                      "value": _num(cell.get("value")), "stderr": _num(cell.get("stderr")),
                      "examples": _num(_first(cell.get("examples"), t.get("examples"))), "shots": _num(t.get("num_fewshot")),
-                     "chance": _num(metrics.get("chance")), "reference": _num(scores.get(name))})
-    for name, value in scores.items():
+                     "chance": _num(metrics.get("chance")), "reference": published.get(name),
+                     "harness": t.get("harness"), "dataset": t.get("dataset") if isinstance(t.get("dataset"), dict) else None})
+    for name, value in published.items():
         if name not in (details or {}):
             rows.append({"task": name, "languages": None, "metric": None, "value": None, "stderr": None, "examples": None,
-                         "shots": None, "chance": None, "reference": _num(value)})
+                         "shots": None, "chance": None, "reference": value, "harness": None, "dataset": None})
     return sorted(rows, key=lambda r: (r["languages"] is None, r["languages"] or "", r["task"]))
 
 
@@ -339,6 +343,8 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
                                                               dig(results, "memorisation.by_repeats"))),
                      "tasks": _first(records.figure("evaluate", "tasks"), results_tasks(results)) or {},
                      "task_rows": rows, "reference": reference if isinstance(reference, dict) else None,
+                     "harness_skipped": sorted(_first(dig(records.figure("evaluate", "harness"), "skipped"),
+                                                      dig(results, "harness.skipped")) or {}),
                      "task_curves": task_curves(_first(records.figure("evaluate", "checkpoints"), dig(results, "checkpoints")), rows),
                      "results": results},
         "canaries": records.json("mixture", "canaries.json"),
