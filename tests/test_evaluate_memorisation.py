@@ -65,11 +65,15 @@ def test_harness_runs_lm_eval_on_the_transformers_export(tmp_path, monkeypatch):
         return {"results": {"french_bench_vocab": {"acc,none": 0.5}}, "n-samples": {"french_bench_vocab": {"effective": 4}}}
 
     monkeypatch.setitem(sys.modules, "lm_eval", types.SimpleNamespace(simple_evaluate=simple_evaluate, __version__="0.4.x"))
+    registry = types.SimpleNamespace(get_model=lambda name: object)  # the hf backend is there
+    monkeypatch.setitem(sys.modules, "lm_eval.api", types.SimpleNamespace(registry=registry))
+    monkeypatch.setitem(sys.modules, "lm_eval.api.registry", registry)
     make_tokenizer(tmp_path / "tokenizer", ["le chat dort", "the cat sleeps"], vocab_size=300)
     save_model(Llama(dataclasses.replace(PRESETS["tiny"], vocab_size=300)), tmp_path / "train" / "final")
     summary = run_harness(tmp_path / "train" / "final", ["french_bench_vocab"], tmp_path / "out", tmp_path / "tokenizer", limit=4)
     kwargs, exported = calls[0]
     assert kwargs["model"] == "hf" and kwargs["tasks"] == ["french_bench_vocab"] and kwargs["limit"] == 4
+    assert kwargs["apply_chat_template"] is False and "task_manager" not in kwargs  # lm-eval builds its own index
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(exported)
     assert summary["results"]["french_bench_vocab"]["acc,none"] == 0.5
     assert json.loads((tmp_path / "out" / "harness.json").read_text())["tasks"] == ["french_bench_vocab"]

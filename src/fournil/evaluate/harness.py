@@ -238,13 +238,14 @@ def run_harness(model_dir: Path, tasks: list[str], out: Path, tokenizer_dir: Pat
         include = Path(tmp) / "tasks"
         include.mkdir()
         names, folders = _local_tasks(tasks, include)
-        if folders or task_manager is None:
+        if folders:  # lm-eval's own index, and these folders
             from lm_eval.tasks import TaskManager
 
-            task_manager = TaskManager(include_path=[str(f) for f in folders] or None)
+            task_manager = TaskManager(include_path=[str(f) for f in folders])
+        extra = {"task_manager": task_manager} if task_manager is not None else {}
         results = lm_eval.simple_evaluate(model=model, model_args=f"pretrained={hf_dir},dtype={dtype}", tasks=names,
                                           num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, device=device,
-                                          apply_chat_template=chat, task_manager=task_manager)
+                                          apply_chat_template=chat, **extra)
     results = results or {}
     summary = {"harness": "lm-eval", "model": model, "dtype": dtype, "version": getattr(lm_eval, "__version__", None), "tasks": names,
                "chat_template": chat, "results": results.get("results", {}), "n-samples": results.get("n-samples", {}),
