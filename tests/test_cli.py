@@ -21,10 +21,10 @@ def test_help_lists_every_command_in_bake_order():
     assert result.returncode == 0
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("│ ")]
     listed = [row[1] for row in rows if len(row) > 2 and not row[1].startswith("-")]
-    assert listed == ["run", "plan", *STAGES, "generate", "chat", "gguf", "instruct"]
+    assert listed == ["run", "plan", "sweep", *STAGES, "generate", "chat", "gguf", "instruct"]
 
 
-@pytest.mark.parametrize("command", ["run", *STAGES])
+@pytest.mark.parametrize("command", ["run", "sweep", *STAGES])
 def test_each_command_has_help(command):
     result = fournil(command, "--help")
     assert result.returncode == 0

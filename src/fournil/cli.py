@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 
 from fournil.errors import FournilError
 
-COMMAND_ORDER = ("run", "plan", "corpus", "tokenizer", "mixture", "train", "sft", "evaluate", "release", "generate", "chat", "gguf", "instruct")
+COMMAND_ORDER = ("run", "plan", "sweep", "corpus", "tokenizer", "mixture", "train", "sft", "evaluate", "release", "generate", "chat", "gguf", "instruct")
 OWN_COMMANDS = ("tokenizer", "evaluate")  # stages whose command does more than run the stage (defined below)
 
 
@@ -114,6 +114,76 @@ def plan_command(recipe: RecipeArg, set_: SetOpt = None, runs_dir: RunsOpt = Pat
     typer.echo(plan.full(made))
     if json_out is not None:
         json_out.write_text(json.dumps(made, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+@app.command()
+def sweep(
+    recipe: Annotated[Path, typer.Argument(help="a recipe, or a sweep file (a `sweep:` section naming its recipe; docs/sweep.md)", show_default=False)],
+    vary: Annotated[list[str] | None, typer.Option("--vary", help="FIELD=V1,V2,...: a recipe field and its values, read as YAML; repeatable (every combination)")] = None,
+    zip_: Annotated[bool, typer.Option("--zip", help="the i-th values of every --vary together, instead of every combination")] = False,
+    seeds: Annotated[int | None, typer.Option(help="bake each setting with N training seeds (train.seed), for error bars")] = None,
+    set_: SetOpt = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="folder that holds run folders; the sweep goes to RUNS_DIR/<sweep name>/<point>/")] = Path("runs"),
+    proxy: Annotated[bool, typer.Option("--proxy", help="bake every point at proxy scale: the recipe's data logic at laptop scale (docs/recipe.md)")] = False,
+    proxy_size: ProxySizeOpt = "small",
+    name: Annotated[str | None, typer.Option(help="names the sweep folder; default: the recipe's name and the varied fields")] = None,
+    until: Annotated[str | None, typer.Option(help="stop every point after this stage (the comparison needs evaluate)")] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="points run at once on this machine, each in its own process")] = 1,
+    point: Annotated[str | None, typer.Option(help="run this point alone, taking the stages it shares from points that finished them")] = None,
+    commands: Annotated[bool, typer.Option("--commands", help="print each task's command and the tasks it waits for (jobs for a cluster); run nothing")] = False,
+    report: Annotated[bool, typer.Option("--report", help="only write the comparison from what the points' folders hold")] = False,
+) -> None:
+    """Bake many points of one recipe, sharing every stage a point does not change, and compare them.
+
+    Each point is its own run folder, named after its values; a stage whose inputs points share runs once and is hard-linked into the others' folders.
+
+    Writes RUNS_DIR/<sweep>/sweep.json, sweep.md and sweep.html; a killed sweep resumes where it stopped when run again.
+    """
+    from fournil import plan
+    from fournil.sweep import config as sweep_config
+    from fournil.sweep import execute, results
+    from fournil.sweep import report as sweep_report
+    from fournil.sweep.points import expand
+
+    alone = point is not None  # one task of a sweep: its --until cuts the point's stages, not the sweep's
+    config, base = sweep_config.build(recipe, vary or [], seeds, zip_, proxy_size if proxy else None, set_ or [], name,
+                                      None if alone else until)
+    made = expand(config, base, runs_dir)
+    if alone:
+        execute.run_point(made, made.point(point), until or made.last_stage, lambda message: typer.echo(message, err=True))
+        return
+    unfit = []
+    for p in made.points:
+        try:
+            plan.refuse_if_unfit(plan.make(p.recipe, made.folder / p.name))
+        except FournilError as error:
+            unfit.append(f"{p.name}: {error}")
+    if unfit:
+        raise FournilError(f"sweep {made.name}: {len(unfit)} of {len(made.points)} points do not fit:\n  " + "\n  ".join(unfit))
+    made.folder.mkdir(parents=True, exist_ok=True)
+    sweep_config.write(made.config, made.folder / execute.SWEEP_FILE)
+    how = f"fournil sweep {made.folder / execute.SWEEP_FILE} --runs-dir {runs_dir}"
+    if commands:
+        typer.echo("task\tafter\tcommand")
+        for line in execute.commands(made, runs_dir):
+            typer.echo(line)
+        typer.echo(f"-\tall\t{how} --report")
+        return
+    errors = {}
+    if not report:
+        planned = ", ".join(f"{stage} {n}" for stage, n in made.runs_per_stage().items())
+        typer.echo(f"sweep {made.name}: {len(made.points)} points in {made.folder}; stage runs: {planned}", err=True)
+        errors = execute.run(made, runs_dir, jobs, lambda message: typer.echo(message, err=True))
+    data = results.collect(made, errors)
+    sweep_report.write(data, made.folder, how)
+    header, body = sweep_report.rows(data)
+    typer.echo("\n".join(sweep_report.table(header, body)))
+    typer.echo(f"comparison: {made.folder / 'sweep.html'}")
+    unfinished = [p for p in data["points"] if p["status"] != "finished"]
+    if unfinished and not report:
+        raise FournilError(f"{len(unfinished)} of {len(data['points'])} points did not finish ("
+                           + "; ".join(f"{p['name']}: {p['error'] or 'not run'}" for p in unfinished[:3])
+                           + "); fix them and run the same command again: finished points are kept")
 
 
 def _bits_per_byte_table(per_language: dict) -> str:

@@ -125,9 +125,16 @@ class Recipe(Section):
             return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
         return [path] if path.is_file() else []
 
+    @property
+    def language_codes(self) -> list[str]:
+        """The languages without their shares: all the corpus and tokenizer stages read of them, so a
+        change of shares alone (a ratio sweep) reuses their work."""
+        return list(self.languages)
+
     def fingerprint_view(self) -> dict[str, Any]:
         """The recipe as plain data, paths made absolute, for fingerprints and manifests."""
         data = self.model_dump(mode="json")
+        data["language_codes"] = self.language_codes
         for key in ("sources", "parallel"):
             for item in data[key]:
                 item["path"] = str(self.resolve(item["path"]))

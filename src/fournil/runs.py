@@ -68,10 +68,10 @@ LOOP_SETTINGS = ("max_steps", "micro_batch_size", "parallelism", "device", "comp
                  "grid_g_per_kwh", "cpu_watts_per_core", "codecarbon_country", "tensorboard", "wandb_project")
 
 STAGES: tuple[Stage, ...] = (
-    Stage("corpus", ("seed", "languages", "sources", "corpus"), (), "fournil.corpus.stage:run",
+    Stage("corpus", ("seed", "language_codes", "sources", "corpus"), (), "fournil.corpus.stage:run",
           "read raw text, identify languages, filter, deduplicate, scrub PII, hold out evaluation documents",
           figures="fournil.corpus.figures:CorpusFigures"),
-    Stage("tokenizer", ("seed", "languages", "parallel", "tokenizer"), ("corpus",), "fournil.tokenizer.stage:run",
+    Stage("tokenizer", ("seed", "language_codes", "parallel", "tokenizer"), ("corpus",), "fournil.tokenizer.stage:run",
           "train a byte-level BPE on a language-balanced sample and measure its fairness",
           figures="fournil.tokenizer.figures:TokenizerFigures"),
     Stage("mixture", ("seed", "languages", "sources", "parallel", "mixture", "train.max_steps", "train.global_batch_tokens"),
@@ -286,6 +286,19 @@ def planned_inputs(recipe: Recipe, run_dir: Path) -> dict[str, dict]:
         planned[stage.name] = stage_inputs(recipe, run_dir, stage, {n: fingerprints[n] for n in stage.needs})
         fingerprints[stage.name] = _fingerprint_of(planned[stage.name], stage)
     return planned
+
+
+def planned_fingerprints(recipe: Recipe) -> dict[str, str]:
+    """Every stage's fingerprint under `recipe`, known before anything runs: runs whose stage has
+    the same one make the same work there (what `fournil sweep` shares between its points)."""
+    return {name: _fingerprint_of(inputs, get_stage(name)) for name, inputs in planned_inputs(recipe, Path(".")).items()}
+
+
+def keeps_work(recipe: Recipe, run_dir: Path, name: str) -> bool:
+    """Whether running stage `name` now would resume the work in its folder (same lineage) rather
+    than start from an empty one."""
+    stage = get_stage(name)
+    return _same_lineage(_recorded(run_dir / name), planned_inputs(recipe, run_dir)[name], stage)
 
 
 def _leaves(data: Any, prefix: str) -> dict[str, Any]:

@@ -49,15 +49,15 @@ def assign_files(items: list[dict], tasks: int) -> list[list[dict]]:
 
 def harmful_lists(recipe) -> dict[str, list[str]]:
     """The harmful-word list of each language that has one (`corpus.harmful_words`)."""
-    unknown = sorted(set(recipe.corpus.harmful_words) - set(recipe.languages))
+    unknown = sorted(set(recipe.corpus.harmful_words) - set(recipe.language_codes))
     if unknown:
-        raise FournilError(f"corpus.harmful_words: {unknown[0]} is not one of the recipe's languages ({', '.join(recipe.languages)})")
+        raise FournilError(f"corpus.harmful_words: {unknown[0]} is not one of the recipe's languages ({', '.join(recipe.language_codes)})")
     return {lang: read_word_list(recipe.resolve(path)) for lang, path in sorted(recipe.corpus.harmful_words.items())}
 
 
 def plan(ctx: StageContext) -> tuple[dict, dict]:
     recipe, cfg = ctx.recipe, ctx.recipe.corpus
-    languages = list(recipe.languages)
+    languages = list(recipe.language_codes)
     workers = cfg.workers or os.cpu_count() or 1
     items = []
     for source in recipe.sources:

@@ -92,7 +92,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             name, _, why = reason.partition(": ")
             skipped[name][why] += n
         sampler = ConversationSampler(train, [cfg.sources[k].weight for k in owners], languages, config.context_length,
-                                      cfg.micro_batch_size, seed=ctx.recipe.seed, pad_id=pad, epochs=cfg.epochs,
+                                      cfg.micro_batch_size, seed=cfg.seed_or(ctx.recipe.seed), pad_id=pad, epochs=cfg.epochs,
                                       rank=topology.rank, world_size=topology.world_size)
         rows_per_step = accumulation_steps(cfg, config.context_length, topology.world_size) * cfg.micro_batch_size * topology.world_size
         steps = cfg.max_steps or max(1, math.ceil(sampler.total_rows() / rows_per_step))
@@ -102,7 +102,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.log(f"[sft] {len(train)} conversations × {cfg.epochs:g} epochs in {steps} steps, {len(heldout)} held out, from {init}")
         trainer = Trainer(wrapped, sampler, loop_cfg, ctx.out, topology, model_config=config.to_dict(), seq_len=config.context_length,
                           flops_per_token=flops_per_token, log=ctx.log, run_name=f"{ctx.recipe.name}-sft",
-                          recipe_view={"sft": cfg.model_dump(mode="json"), "seed": ctx.recipe.seed})
+                          recipe_view={"sft": cfg.model_dump(mode="json"), "seed": cfg.seed_or(ctx.recipe.seed)})
         figures = trainer.train()
         weights = trainer.final_state_dict()
         if topology.is_main:

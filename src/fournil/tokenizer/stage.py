@@ -44,7 +44,7 @@ def pools(corpus: Path, shares: dict[str, float], languages: list[str], split: s
 
 def run(ctx: StageContext) -> dict:
     recipe, config, out = ctx.recipe, ctx.recipe.tokenizer, ctx.out
-    languages = list(recipe.languages)
+    languages = list(recipe.language_codes)
     shares = config.shares or dict.fromkeys(languages, 1.0 / len(languages))
     unknown = sorted(set(shares) - set(languages) - {CODE})
     if unknown:

@@ -49,6 +49,13 @@ class TrainConfig(Section):
     tensorboard: bool = Field(True, description="also write TensorBoard events when tensorboard is installed")
     wandb_project: str | None = Field(None, description="also log to this Weights & Biases project (needs wandb installed)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int | None = Field(None, description="seeds the model's initialisation and the data order (sft: the conversations' order); "
+                                               "default: the recipe's seed. Unlike that one it leaves the corpus, tokenizer and mixture "
+                                               "alone, so runs that differ only here share them (`fournil sweep --seeds`)")
+
+    def seed_or(self, recipe_seed: int) -> int:
+        """The training seed: this section's, else the recipe's."""
+        return recipe_seed if self.seed is None else self.seed
 
     @field_validator("codecarbon_country")
     @classmethod

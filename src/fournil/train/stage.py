@@ -78,11 +78,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     try:
         vocab_size = load_tokenizer(ctx.input("tokenizer")).get_vocab_size()
         config = model_config(ctx.recipe.model, vocab_size)
-        model = build_model(config, topology.device, ctx.recipe.seed)
+        seed = cfg.seed_or(ctx.recipe.seed)
+        model = build_model(config, topology.device, seed)
         params, non_embedding = model.num_params(), model.num_params(non_embedding=True)
         flops_per_token = model.flops_per_token(config.context_length)
         model = prepare(model, cfg, topology)
-        sampler = MixtureSampler(ctx.input("mixture"), config.context_length, cfg.micro_batch_size, seed=ctx.recipe.seed,
+        sampler = MixtureSampler(ctx.input("mixture"), config.context_length, cfg.micro_batch_size, seed=seed,
                                  rank=topology.rank, world_size=topology.world_size, document_masking=cfg.document_masking)
         missing = sorted(set(sampler.languages) - set(ctx.recipe.languages))
         if missing:
@@ -90,7 +91,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         trainer = Trainer(model, sampler, cfg, ctx.out, topology, model_config=config.to_dict(), seq_len=config.context_length,
                           flops_per_token=flops_per_token, evaluator=make_evaluator(ctx, config.context_length, cfg),
                           log=ctx.log, run_name=ctx.recipe.name, recipe_view={"train": cfg.model_dump(mode="json"),
-                                                                              "model": config.to_dict(), "seed": ctx.recipe.seed})
+                                                                              "model": config.to_dict(), "seed": seed})
         figures = trainer.train()
         weights = trainer.final_state_dict()
         if topology.is_main:
