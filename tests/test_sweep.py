@@ -16,7 +16,7 @@ import pytest
 from chromium import CHROMIUM, SKIP_REASON, open_page
 from fournil.errors import FournilError
 from fournil.runs import STAGE_NAMES, check_outputs, read_manifest
-from fournil.sweep import config, execute, results
+from fournil.sweep import config, execute, report, results
 from fournil.sweep.points import expand
 from fournil.sweep.results import settings
 from fournil.sweep.share import link_stage, own_copies
@@ -160,6 +160,29 @@ def test_seeds_give_error_bars_and_the_front_is_over_setting_means():
     assert made[0]["bits_per_byte"]["fr"]["std"] == pytest.approx(0.1414, abs=1e-4) and made[0]["bits_per_byte"]["fr"]["n"] == 2
     assert [s["pareto"] for s in made] == [True, True, False]  # c is worse than a in both languages
     assert made[0]["energy_kwh"] is None and made[0]["tokens"] == {"mean": 100, "std": 0.0, "n": 2}
+
+
+def test_a_grid_with_seeds_plots_each_field_with_error_bars(tmp_path):
+    grid = [(alibi, norm, seed) for alibi in (False, True) for norm in (False, True) for seed in (1, 2)]
+    points = [{"name": f"p{k}", "values": {"model.overrides.alibi": a, "model.overrides.embedding_norm": n, "train.seed": s},
+               "status": "finished", "error": None,
+               "per_language": {"fr": {"bits_per_byte": 3.0 - 0.2 * a + 0.01 * s}, "en": {"bits_per_byte": 2.5 + 0.1 * n - 0.01 * s}},
+               "tasks": {"minimal_pairs_fr": {"metric": "acc", "value": 0.5 + 0.1 * a, "stderr": 0.05}},
+               "tokens": 4096, "wall_seconds": 10.0 + s, "energy_kwh": 1e-5} for k, (a, n, s) in enumerate(grid)]
+    data = {"sweep": "grid", "recipe": "r.yaml", "proxy": "tiny", "fields": ["model.overrides.alibi", "model.overrides.embedding_norm",
+            "train.seed"], "zip": False, "seeds": 2, "until": "evaluate", "languages": ["fr", "en"],
+            "stage_runs": {"planned": {"corpus": 1}, "made": {"corpus": 1}, "points": 8},
+            "wall_seconds": {"stages_run": 60.0, "points_by_hand": 90.0}, "points": points, "settings": settings(points, ["fr", "en"])}
+    plots = report.write(data, tmp_path, "fournil sweep grid.yaml")
+    assert [name for name, uri in plots.items() if uri] == [
+        "bits per byte against model.overrides.alibi", "task scores against model.overrides.alibi", "cost against model.overrides.alibi",
+        "bits per byte against model.overrides.embedding_norm", "task scores against model.overrides.embedding_norm",
+        "cost against model.overrides.embedding_norm", "Pareto front"]
+    assert [s["pareto"] for s in data["settings"]] == [False, False, True, False]  # alibi on, norm off: best in both
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| true | false | 2/2 | 2.815 ± 0.007 | 2.485 ± 0.007 | 0.600 ± 0.000 | 4.1k | 12 s | 1e-05 | ★ |" in md
+    html = (tmp_path / "sweep.html").read_text()
+    assert html.count('<img src="data:image/png;base64,') == 7 and "<script" not in html
 
 
 def test_points_run_as_jobs_in_an_order_that_shares(tmp_path):
