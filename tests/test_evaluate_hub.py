@@ -109,7 +109,7 @@ def test_harness_task_names_and_a_missing_lm_eval(monkeypatch):
     assert prepare([], lines.append) == ([], {}, None)
     langs = ["pt", "fr"]
     assert [task_languages(n, langs) for n in ("xnli_fr", "belebele_fra_Latn", "m_mmlu_pt", "truthfulqa_pt_mc2", "french_bench_arc_challenge",
-                                              "xcopa_it", "hellaswag")] == [["fr"], ["fr"], ["pt"], ["pt"], ["fr"], [], []]
+                                              "xcopa_it", "xcopa_sw", "hellaswag")] == [["fr"], ["fr"], ["pt"], ["pt"], ["fr"], ["it"], [], []]
 
 
 def test_the_chat_model_scores_alike_through_lm_evals_chat_template(baked, tmp_path):
@@ -138,3 +138,22 @@ def test_the_chat_model_scores_alike_through_lm_evals_chat_template(baked, tmp_p
         mine = [e["answer"] for e in ours["examples"] if e["lang"] == lang]
         assert mine and theirs[:len(mine)] == mine[:len(theirs)]
         assert summary["results"][task]["chrf,none"] == pytest.approx(ours["per_language"][lang]["chrf"]["value"])
+
+
+def test_chat_prompts_need_a_chat_template(tmp_path):
+    pytest.importorskip("lm_eval")
+    import dataclasses
+
+    import torch
+    from evaluate_helpers import make_tokenizer
+
+    from fournil.evaluate.harness import run_harness
+    from fournil.model.io import save_model
+    from fournil.model.llama import Llama
+    from fournil.model.presets import PRESETS
+
+    make_tokenizer(tmp_path / "tokenizer", ["le chat dort", "the cat sleeps"], vocab_size=300)  # no chat_template
+    torch.manual_seed(0)
+    save_model(Llama(dataclasses.replace(PRESETS["tiny"], vocab_size=300)), tmp_path / "model")
+    with pytest.raises(FournilError, match="has no chat_template, which --chat needs"):
+        run_harness(tmp_path / "model", ["xnli_fr"], tmp_path / "out", tmp_path / "tokenizer", chat=True)

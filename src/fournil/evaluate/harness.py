@@ -33,7 +33,8 @@ from fournil.evaluate.tasks import SHIPPED_DIR, FunctionRef, read_yaml, task_fil
 
 DTYPES = ("float32", "bfloat16", "float16")
 LANGUAGE_WORDS = {"eng": "en", "fra": "fr", "deu": "de", "spa": "es", "ita": "it", "por": "pt", "nld": "nl",
-                  "english": "en", "french": "fr", "german": "de", "spanish": "es", "italian": "it", "portuguese": "pt"}
+                  "english": "en", "french": "fr", "german": "de", "spanish": "es", "italian": "it", "portuguese": "pt",
+                  **{code: code for code in ("en", "fr", "de", "es", "it", "pt", "nl")}}  # a task name's part → its language
 
 
 def _function_refs(value: Any) -> list[FunctionRef]:
