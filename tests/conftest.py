@@ -25,6 +25,21 @@ def baked(tmp_path_factory) -> Path:
     return runs_dir / "mini"
 
 
+def pytest_collection_modifyitems(items):
+    """The tests on the local Ray instance run last: it starts once, and no test forks workers beside it."""
+    items.sort(key=lambda item: "ray_local" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance (2 CPUs, no dashboard) for every Ray test of the session; Ray is in the dev extra."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture
 def minimal_recipe_data() -> dict:
     """The smallest valid recipe, as plain data (paths absolute)."""

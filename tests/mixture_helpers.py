@@ -50,14 +50,16 @@ def train_tokenizer(folder: Path, texts: list[str], vocab_size: int = 400) -> To
     return tokenizer
 
 
-def build_run(root: Path, groups: dict = GROUPS, parallel_rows: int = 0) -> Path:
-    """A run folder with corpus/ and tokenizer/ as the earlier stages would leave them; returns it."""
-    run_dir = root / "run"
+def build_run(root: Path, groups: dict = GROUPS, parallel_rows: int = 0, files: int = 1, name: str = "run") -> Path:
+    """A run folder with corpus/ and tokenizer/ as the earlier stages would leave them, each group's
+    documents in `files` corpus files (the same tokenizer whatever `files`); returns it."""
+    run_dir = root / name
     corpus = run_dir / "corpus"
     texts = []
     for (lang, source), (n, words) in groups.items():
         docs = documents(lang, source, n, words)
-        write_documents(corpus / "train" / lang / source / "00000.jsonl.zst", docs)
+        for k in range(files):
+            write_documents(corpus / "train" / lang / source / f"{k:05d}.jsonl.zst", docs[k * n // files:(k + 1) * n // files])
         texts += [d["text"] for d in docs]
     (corpus / "manifest.json").write_text(json.dumps({"fingerprint": "corpus", "figures": {}}))
     train_tokenizer(run_dir / "tokenizer", texts)

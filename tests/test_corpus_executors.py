@@ -1,15 +1,17 @@
-"""The corpus stage on datatrove's cluster executors: Ray (a local instance) and Slurm (the submission)."""
+"""The corpus stage on datatrove's cluster executors: Ray (a local instance) and Slurm (the submission, and a fake Slurm)."""
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pytest
 import zstandard
+from datatrove.executor import SlurmPipelineExecutor
 
-from fournil.corpus.pipeline import CurateFiles, make_executor, run_executor
+from fournil.corpus.pipeline import CurateFiles
+from fournil.errors import FournilError
+from fournil.executors import make_executor, run_executor
 from fournil.recipe import parse_recipe
 from fournil.runs import run_stage
 
@@ -30,19 +32,21 @@ def _recipe(root: Path, executor: str, options: dict):
     }, root)
 
 
-def test_ray_executor_gives_the_local_corpus(tmp_path):
-    ray = pytest.importorskip("ray")
-    local = run_stage(_recipe(tmp_path, "local", {}), tmp_path / "local", "corpus", log=lambda m: None)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = run_stage(_recipe(tmp_path, "ray", {"mem_per_cpu_gb": 0.25}), tmp_path / "ray", "corpus", log=lambda m: None)
-    finally:
-        ray.shutdown()
+@pytest.fixture(scope="session")  # session: the Ray tests, run last, use it too
+def local(tmp_path_factory):
+    """The stage on the local executor: (its folder of sources, its manifest)."""
+    root = tmp_path_factory.mktemp("local")
+    return root, run_stage(_recipe(root, "local", {}), root / "local", "corpus", log=lambda m: None)
+
+
+def test_ray_executor_gives_the_local_corpus(local, tmp_path, ray_local):
+    root, local = local
+    remote = run_stage(_recipe(root, "ray", {"mem_per_cpu_gb": 0.25}), tmp_path / "ray", "corpus", log=lambda m: None)
     assert remote["figures"]["per_language"] == local["figures"]["per_language"]
     assert remote["figures"]["per_language"]["fr"]["documents"] > 0
     assert remote["figures"]["steps"] == local["figures"]["steps"]
-    stats = json.loads((tmp_path / "ray" / "corpus" / "stats.json").read_text())
-    assert stats["tasks"] == 2 and (tmp_path / "ray" / "corpus" / "logs" / "pass1").is_dir()
+    assert (tmp_path / "ray" / "corpus" / "stats.json").read_bytes() == (root / "local" / "corpus" / "stats.json").read_bytes()
+    assert remote["figures"]["tasks"] == 2 and (tmp_path / "ray" / "corpus" / "logs" / "pass1" / "logs" / "task_00001.log").is_file()
 
 
 def test_slurm_executor_is_built_from_the_recipe_options(tmp_path):
@@ -50,7 +54,7 @@ def test_slurm_executor_is_built_from_the_recipe_options(tmp_path):
                "sbatch_args": {"account": "lang"}, "venv_path": "/shared/venv/bin/activate"}
     step = CurateFiles({"tasks": [[]] * 12})
     executor = make_executor([step], 12, 2, tmp_path / "logs", "slurm", options, "fournil-corpus-pass1")
-    assert type(executor).__name__ == "SlurmPipelineExecutor"
+    assert isinstance(executor, SlurmPipelineExecutor) and executor.poll_seconds == 30
     assert (executor.tasks, executor.partition, executor.time, executor.cpus_per_task) == (12, "cpu-long", "02:00:00", 2)
     assert executor.pipeline == [step] and Path(executor.logging_dir.path) == tmp_path / "logs"
     script = executor.get_launch_file_contents(executor.get_sbatch_args(max_array=12), "python run.py")
@@ -68,5 +72,20 @@ def test_unfinished_tasks_raise_instead_of_waiting_forever(tmp_path):
             (tmp_path / "logs" / "completions").mkdir(parents=True)
             (tmp_path / "logs" / "completions" / "00000").write_text("")
 
-    with pytest.raises(RuntimeError, match="1 of 2 corpus tasks did not finish"):
-        run_executor(Broken(), tmp_path / "logs", 2, "test")
+    with pytest.raises(FournilError, match=r"^corpus pass1: 1 of 2 tasks did not finish: task 1 did not run \(log: .*datatrove.log\); "
+                                           r"the 1 finished tasks are kept"):
+        run_executor(Broken(), tmp_path / "logs", 2, "test", "corpus pass1")
+
+
+def test_the_corpus_stage_runs_on_slurm_and_gives_the_local_corpus(local, tmp_path, monkeypatch):
+    import slurm_fake
+
+    root, local = local
+    state = slurm_fake.install(tmp_path, monkeypatch)
+    remote = run_stage(_recipe(root, "slurm", {"poll_seconds": 0.2}), tmp_path / "slurm", "corpus", log=lambda m: None)
+    assert [s["array"] for s in slurm_fake.submitted(state)] == [[0, 1], [0, 1]]  # pass 1, then pass 2 (two languages)
+    assert remote["figures"]["per_language"] == local["figures"]["per_language"]
+    assert remote["figures"]["steps"] == local["figures"]["steps"]
+    for path in sorted((root / "local" / "corpus" / "train").rglob("*.zst")):
+        assert (tmp_path / "slurm" / "corpus" / path.relative_to(root / "local" / "corpus")).read_bytes() == path.read_bytes()
+    assert (tmp_path / "slurm" / "corpus" / "logs" / "pass1" / "slurm_logs" / "100_0.out").is_file()

@@ -21,10 +21,11 @@ def contents(stage_dir: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def other(baked, tmp_path_factory) -> Path:
-    """The bake of `baked` up to train, under hash seed 3 with 1 worker and 5 tasks (`baked`: seed 1, a worker per core)."""
+    """The bake of `baked` up to train, under hash seed 3 with 1 worker and 5 corpus tasks, 1 mixture worker
+    (`baked`: seed 1, a worker per core)."""
     runs_dir = tmp_path_factory.mktemp("other")
     result = subprocess.run([sys.executable, "-m", "fournil", "run", str(RECIPE), "--runs-dir", str(runs_dir), "--until", "train",
-                             "--set", "corpus.workers=1", "--set", "corpus.tasks=5"],
+                             "--set", "corpus.workers=1", "--set", "corpus.tasks=5", "--set", "mixture.workers=1"],
                             capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
     return runs_dir / "mini"

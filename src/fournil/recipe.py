@@ -57,6 +57,12 @@ class ParallelSource(Section):
     license: str
 
 
+# Which executor runs a stage's tasks (and, for the mixture, on how many workers): the same bytes whatever
+# they are (tested), so changing them reruns nothing, and an interrupted stage resumes under the new ones.
+# Not corpus.workers: by default it sets the number of corpus tasks, hence how the work is split.
+RUN_ONLY = {"corpus": ("executor", "executor_options"), "mixture": ("workers", "executor", "executor_options")}
+
+
 class Recipe(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="names the run folder runs/<name>/")
     description: str = ""
@@ -132,9 +138,13 @@ class Recipe(Section):
         return list(self.languages)
 
     def fingerprint_view(self) -> dict[str, Any]:
-        """The recipe as plain data, paths made absolute, for fingerprints and manifests."""
+        """The recipe as plain data, paths made absolute, for fingerprints and manifests; without the
+        fields that say only how a stage's tasks run (RUN_ONLY), which never change what they make."""
         data = self.model_dump(mode="json")
         data["language_codes"] = self.language_codes
+        for section, fields in RUN_ONLY.items():
+            for name in fields:
+                data[section].pop(name)
         for key in ("sources", "parallel"):
             for item in data[key]:
                 item["path"] = str(self.resolve(item["path"]))

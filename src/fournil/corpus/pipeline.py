@@ -12,13 +12,9 @@ datatrove's completion markers let an interrupted run redo only unfinished tasks
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import os
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +27,6 @@ from fournil.corpus.documents import read_documents, write_documents
 from fournil.corpus.ledger import Ledger
 from fournil.corpus.readers import SourceReader
 from fournil.corpus.steps import Decontaminate, HarmfulFilter, LanguageID, Normalise, QualityFilter, ScrubPII, chain
-from fournil.errors import FournilError
 
 OUTPUT_FIELDS = ("id", "text", "lang", "source", "category", "license")
 INTERNAL_FIELDS = ("priority", "order")  # pass 1 → pass 2 only: the source's priority, the document's order key
@@ -222,107 +217,3 @@ class DedupLanguage(PipelineStep):
         _write_json(work / "ledgers" / f"pass2-{lang}.json", {"ledger": ledger.to_dict(), "figures": figures})
         return
         yield
-
-
-def make_executor(pipeline: list, tasks: int, workers: int, logging_dir: Path, kind: str, options: dict, name: str):
-    """A datatrove executor for the pipeline: local processes by default, Slurm or Ray when the recipe says so."""
-    if kind == "slurm":
-        from datatrove.executor import SlurmPipelineExecutor
-
-        return SlurmPipelineExecutor(pipeline=pipeline, tasks=tasks, logging_dir=str(logging_dir), job_name=name,
-                                     **{"time": "24:00:00", "partition": "cpu", **options})
-    if kind == "ray":
-        try:
-            import ray
-        except ImportError:
-            raise FournilError("corpus.executor = ray needs Ray: pip install 'fournil[cluster]'") from None
-        from datatrove.executor.ray import RayPipelineExecutor
-
-        options = dict(options)
-        address = options.pop("address", None)  # a running cluster ("auto", "ray://host:10001"); none: a local instance
-        if not ray.is_initialized():
-            ray.init(address=address, log_to_driver=False)  # workers' logs stay in Ray's log folder
-        return RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir), **options)
-    from datatrove.executor import LocalPipelineExecutor
-
-    return LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=str(logging_dir),
-                                 start_method="fork")
-
-
-_parent: int | None = None  # while an executor runs: the pid its forked workers must not outlive
-
-
-def _die_with_parent() -> None:
-    """In a child forked while an executor runs: be killed when the parent dies, even by kill -9
-    (datatrove's pool workers and its Manager would otherwise live on, orphaned). Linux only."""
-    global _parent
-    if _parent is None or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != _parent:  # the parent died before the call
-        os._exit(1)
-    _parent = os.getpid()  # a child of this child dies with this one
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_die_with_parent)
-
-
-def run_executor(executor, logging_dir: Path, tasks: int, description: str, wait: bool = False, poll_seconds: float = 1.0) -> None:
-    """Run, then check (or, with `wait`, wait until: Slurm returns right after submitting) that every task has its completion marker.
-
-    datatrove's own log lines (loguru, on stderr in every task) go to `<logging_dir>/datatrove.log`;
-    the terminal shows one fournil bar of finished tasks instead.
-    """
-    from datatrove.utils.logging import setup_default_logger
-
-    from fournil.progress import bar, console
-
-    global _parent
-
-    done = logging_dir / "completions"
-
-    def finished() -> int:
-        return len(list(done.glob("*"))) if done.is_dir() else 0
-
-    logging_dir.mkdir(parents=True, exist_ok=True)
-    terminal = sys.stderr
-    stop = threading.Event()
-    console.file = terminal  # the bar keeps the terminal while stderr goes to the log file
-    try:
-        with open(logging_dir / "datatrove.log", "a", buffering=1, encoding="utf-8") as log, bar() as progress:
-            task = progress.add_task(description, total=tasks, completed=finished(), rate="")
-
-            def watch() -> None:
-                while not stop.wait(poll_seconds):
-                    progress.update(task, completed=finished())
-
-            watcher = threading.Thread(target=watch, daemon=True)
-            watcher.start()
-            try:
-                with contextlib.redirect_stderr(log):
-                    setup_default_logger()  # loguru's sink is the stderr of the moment it is added
-                    _parent = os.getpid()
-                    try:
-                        executor.run()
-                    finally:
-                        _parent = None
-                while wait and finished() < tasks:
-                    time.sleep(poll_seconds)
-            finally:
-                stop.set()
-                watcher.join()
-                progress.update(task, completed=finished())
-    finally:
-        console.file = None
-        setup_default_logger()  # back to the terminal
-    if finished() < tasks:
-        log_text = (logging_dir / "datatrove.log").read_text(encoding="utf-8", errors="replace")
-        for fault in ("No space left on device", "Disk quota exceeded", "Read-only file system", "Permission denied"):
-            if fault in log_text:
-                raise FournilError(f"{tasks - finished()} of {tasks} corpus tasks failed: {fault} (see {logging_dir / 'datatrove.log'}); "
-                                   f"fix that, then run the same command again: finished tasks are kept")
-        raise RuntimeError(f"{tasks - finished()} of {tasks} corpus tasks did not finish; see {logging_dir / 'datatrove.log'}")

@@ -16,23 +16,15 @@ from fournil.corpus.harmful import list_digest, read_word_list
 from fournil.corpus.langid import make_identifier
 from fournil.corpus.ledger import Ledger
 from fournil.corpus.ngrams import word_characters
-from fournil.corpus.pipeline import CurateFiles, DedupLanguage, make_executor, run_executor
+from fournil.corpus.pipeline import CurateFiles, DedupLanguage
 from fournil.corpus.quality import load_settings
 from fournil.corpus.readers import check_readers
 from fournil.errors import FournilError
+from fournil.executors import keep_logs, make_executor, run_executor
 from fournil.runs import StageContext
 
 DESCRIPTIONS = {"pass1": "pass 1 (read → decontaminate), tasks", "pass2": "pass 2 (dedup, split, write), languages"}
 STEP_ORDER = ("read", "normalise", "language_id", "quality", "harmful", "pii", "decontaminate", "dedup_exact", "dedup_minhash")
-
-
-def keep_logs(work_logs: Path, logs: Path) -> None:
-    """Keep datatrove's logs and stats (not its completion markers, which belong to the removed work folder)."""
-    for path in sorted(work_logs.rglob("*")):
-        if path.is_file() and "completions" not in path.relative_to(work_logs).parts:
-            target = logs / path.relative_to(work_logs)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(path, target)
 
 
 def assign_files(items: list[dict], tasks: int) -> list[list[dict]]:
@@ -110,7 +102,7 @@ def run(ctx: StageContext) -> dict:
         logs = work / "logs" / name
         ctx.log(f"[corpus] {name}: {tasks} tasks on {min(workers, tasks)} workers ({cfg.executor}); datatrove's log: corpus/logs/{name}/datatrove.log")
         executor = make_executor([step], tasks, workers, logs, cfg.executor, cfg.executor_options, f"fournil-corpus-{name}")
-        run_executor(executor, logs, tasks, f"corpus {DESCRIPTIONS[name]}", wait=cfg.executor == "slurm")
+        run_executor(executor, logs, tasks, f"corpus {DESCRIPTIONS[name]}", f"corpus {name}")
 
     ledger = Ledger(cfg.examples_per_reason)
     for path in sorted((work / "ledgers").glob("pass1-*.json")):

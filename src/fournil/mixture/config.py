@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from fournil.schema import Section
@@ -65,6 +67,9 @@ class MixtureConfig(Section):
     )
     canaries: CanaryConfig = CanaryConfig()
     encode_batch: int = Field(1000, ge=1, description="documents per call to the tokenizer while encoding shards")
+    workers: int = Field(0, ge=0, description="encoding processes (one task per corpus file); 0 means one per core")
+    executor: Literal["local", "slurm", "ray"] = Field("local", description="datatrove executor that runs the encoding tasks")
+    executor_options: dict[str, Any] = Field(default_factory=dict, description="extra arguments for the Slurm/Ray executor, as for corpus.executor_options")
 
     @field_validator("parallel_template")
     @classmethod

@@ -3,7 +3,8 @@
 `<stem>.bin`  the tokens of every document, each followed by EOS, flat little-endian uint16
               (uint32 when the vocabulary exceeds 65,535);
 `<stem>.idx`  uint64 cumulative document end offsets, in tokens (the last one = tokens);
-`<stem>.json` the header: dtype, tokens, documents, tokenizer_sha256, lang, source, category.
+`<stem>.json` the header: dtype, tokens, documents, tokenizer_sha256, lang, source, category,
+              skipped (documents or pair rows not encoded, by reason).
 
 The header is written last, so a shard without one is unfinished. Reading memory-maps the tokens:
 the sampler never loads a shard into memory.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,28 @@ def write_shard(stem: Path, documents: Iterable[np.ndarray], header: dict) -> di
     os.replace(bin_tmp, stem.with_suffix(".bin"))
     os.replace(idx_tmp, stem.with_suffix(".idx"))
     header = {**header, "tokens": total, "documents": len(ends)}
+    tmp = stem.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(header, indent=2, ensure_ascii=False))
+    os.replace(tmp, stem.with_suffix(".json"))
+    return header
+
+
+def join_shards(stem: Path, parts: list[Path], header: dict) -> dict:
+    """Write the part shards, in the order given, as one shard (header last); return its header."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    bin_tmp, idx_tmp = stem.with_suffix(".bin.tmp"), stem.with_suffix(".idx.tmp")
+    total = documents = 0
+    with open(bin_tmp, "wb") as tokens, open(idx_tmp, "wb") as index:
+        for part in parts:
+            with open(part.with_suffix(".bin"), "rb") as f:
+                shutil.copyfileobj(f, tokens, 1 << 24)
+            ends = np.fromfile(part.with_suffix(".idx"), dtype="<u8")
+            index.write((ends + np.uint64(total)).astype("<u8").tobytes())
+            total += int(ends[-1]) if len(ends) else 0
+            documents += len(ends)
+    os.replace(bin_tmp, stem.with_suffix(".bin"))
+    os.replace(idx_tmp, stem.with_suffix(".idx"))
+    header = {**header, "tokens": total, "documents": documents}
     tmp = stem.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(header, indent=2, ensure_ascii=False))
     os.replace(tmp, stem.with_suffix(".json"))
