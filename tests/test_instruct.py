@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from fournil.instruct.generate import Judge, LanguageState, generate
 from fournil.instruct.languages import Task, load_pack, parse_tasks
 
 sys.path.insert(0, str(Path(__file__).parent))
-from instruct_server import FakeTeacher, Reply, task_answer  # noqa: E402
+from instruct_server import ASK, FakeTeacher, Reply, task_answer  # noqa: E402
 
 LANGS = ["en", "fr", "de", "es", "it", "pt"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,3 +222,48 @@ def test_a_local_model_folder_is_a_teacher(baked, tmp_path):
     fr = stats["languages"]["fr"]
     assert stats["teacher"].startswith("local model") and fr["requests"] == 2 and stats["answers_on_disk"] == 2
     assert fr["kept"] + sum(fr["dropped"].values()) == fr["candidates"] and fr["gave_up"] == (fr["kept"] < 1)
+
+
+def test_a_recipe_carries_its_instruct_settings_and_sft_reads_its_examples(tmp_path, minimal_recipe_data):
+    """`fournil instruct generate RECIPE` makes the same records as the standalone config it stands for
+    (languages and seed from the recipe), and sft.sources read the mixed examples file once per language."""
+    from fournil.recipe import load_recipe
+    from fournil.sft.conversations import read_conversations
+
+    with FakeTeacher(seed_examples=2, new_tasks=3) as teacher:
+        recipe = {**minimal_recipe_data, "seed": 5,
+                  "instruct": {"output": "si", "examples_per_language": 4, "seed_examples": 2, "new_tasks": 3,
+                               "teacher": {"base_url": teacher.url, "model": "fake", "concurrency": 2, "backoff_s": 0.01}},
+                  "sft": {"sources": [{"name": f"si-{lang}", "path": "si/examples.jsonl", "lang": lang, "license": "CC0-1.0"} for lang in ("fr", "en")]}}
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        with pytest.raises(FournilError, match=r"sft.sources.0.path = 'si/examples.jsonl'.*run `fournil instruct generate RECIPE` first"):
+            load_recipe(path)  # the bake needs the data the instruct: section makes
+        cfg = load_config(path, ["instruct.examples_per_language=5"])
+        assert list(cfg.languages) == ["fr", "en"] and cfg.seed == 5 and cfg.examples_per_language == 5
+        assert cfg.resolve(cfg.output) == tmp_path / "si"
+        result = subprocess.run([sys.executable, "-m", "fournil", "instruct", "generate", str(path), "--set", "instruct.examples_per_language=5"],
+                                cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        assert result.returncode == 0, result.stderr
+        from_recipe = json.loads((tmp_path / "si" / "stats.json").read_text())
+        standalone = tmp_path / "instruct.yaml"
+        standalone.write_text(yaml.safe_dump({**recipe["instruct"], "output": "alone", "languages": ["fr", "en"], "seed": 5,
+                                              "examples_per_language": 5}))
+        generate(load_config(standalone), progress=False)
+    assert from_recipe["languages"]["fr"]["kept"] == from_recipe["languages"]["en"]["kept"] == 5
+    for name in ("examples.jsonl", "dropped.jsonl"):
+        assert (tmp_path / "si" / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name
+    assert load_recipe(path).instruct.output == "si"  # the data is there now
+    for lang in ("fr", "en"):
+        skipped = Counter()
+        found = list(read_conversations(tmp_path / "si" / "examples.jsonl", "auto", skipped, lang))
+        assert len(found) == 5 and skipped == {"other_language": 5}
+        assert found[0][0]["content"].startswith(ASK[lang])
+
+    del recipe["sft"]
+    path.write_text(yaml.safe_dump({**recipe, "instruct": {**recipe["instruct"], "languages": ["fr", "de"]}}))
+    with pytest.raises(FournilError, match=r"instruct.languages: 'de' is not among the recipe's languages"):
+        load_config(path)
+    path.write_text(yaml.safe_dump({k: v for k, v in recipe.items() if k != "instruct"}))
+    with pytest.raises(FournilError, match=r"has no instruct: section"):
+        load_config(path)

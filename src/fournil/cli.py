@@ -384,13 +384,15 @@ instruct_app = typer.Typer(no_args_is_help=True, help="Multilingual self-instruc
 
 @instruct_app.command("generate")
 def instruct_generate(
-    config: Annotated[Path, typer.Argument(help="the self-instruct config YAML (see docs/instruct.md)", show_default=False)],
-    set_: Annotated[list[str], typer.Option("--set", "-s", help="override a config field, e.g. --set teacher.concurrency=16 (repeatable)")] = None,
+    config: Annotated[Path, typer.Argument(help="a self-instruct config YAML, or a recipe with an instruct: section (see docs/instruct.md)",
+                                           show_default=False)],
+    set_: Annotated[list[str], typer.Option("--set", "-s", help="override a field, e.g. --set teacher.concurrency=16 in a config, "
+                                                                "--set instruct.teacher.concurrency=16 in a recipe (repeatable)")] = None,
     force: Annotated[bool, typer.Option("--force", help="discard what the output folder holds and start afresh")] = False,
 ) -> None:
     """Generate instruction data with a teacher: an OpenAI-compatible endpoint or a local model folder.
 
-    Writes examples.jsonl (`messages` format, for sft), dropped.jsonl, answers.jsonl and stats.json to the config's output folder; an interrupted run goes on where it stopped, sending no request twice.
+    Writes examples.jsonl (`messages` format, for sft), dropped.jsonl, answers.jsonl and stats.json to the config's (or the recipe's instruct.output) folder; an interrupted run goes on where it stopped, sending no request twice.
     """
     from fournil.instruct.config import load_config
     from fournil.instruct.generate import generate as run_instruct

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from fournil.corpus.config import CorpusConfig
 from fournil.errors import FournilError
 from fournil.evaluate.config import EvaluateConfig
+from fournil.instruct.config import RecipeInstruct
 from fournil.mixture.config import MixtureConfig
 from fournil.model.config import ModelSection
 from fournil.plan_config import PlanConfig
@@ -75,6 +76,8 @@ class Recipe(Section):
     mixture: MixtureConfig = MixtureConfig()
     model: ModelSection = ModelSection()
     train: TrainConfig = TrainConfig()
+    instruct: RecipeInstruct | None = Field(None, description="self-instruct settings for `fournil instruct generate RECIPE` (no stage: "
+                                                             "its examples reach sft through sft.sources)")
     sft: SftConfig | None = Field(None, description="instruction tuning after pretraining; without it the sft stage does nothing")
     evaluate: EvaluateConfig = EvaluateConfig()
     release: ReleaseConfig = ReleaseConfig()
@@ -110,6 +113,9 @@ class Recipe(Section):
         for i, source in enumerate(self.sft.sources if self.sft else []):
             if source.lang not in self.languages:
                 problems.append(f"sft.sources.{i}.lang = {source.lang!r}: not among the recipe's languages {sorted(self.languages)}")
+        for lang in (self.instruct.languages or {}) if self.instruct else {}:
+            if lang not in self.languages:
+                problems.append(f"instruct.languages: {lang!r} is not among the recipe's languages {sorted(self.languages)}")
         names = [s.name for s in self.sources]
         for name in sorted({n for n in names if names.count(n) > 1}):
             problems.append(f"sources: the name {name!r} is used twice; each source needs its own name")
@@ -213,8 +219,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def parse_recipe(data: Any, base_dir: Path, origin: str = "recipe") -> Recipe:
-    """Validate plain data into a Recipe, or raise a FournilError listing every problem."""
+def parse_recipe(data: Any, base_dir: Path, origin: str = "recipe", require_sft_data: bool = True) -> Recipe:
+    """Validate plain data into a Recipe, or raise a FournilError listing every problem. Without
+    `require_sft_data` (self-instruct, which writes them), sft.sources may name files not there yet."""
     if not isinstance(data, dict):
         raise FournilError(f"{origin}: expected a mapping of sections (name, languages, sources, ...), got {type(data).__name__}")
     try:
@@ -231,13 +238,23 @@ def parse_recipe(data: Any, base_dir: Path, origin: str = "recipe") -> Recipe:
         for i, p in enumerate(recipe.parallel)
         if not recipe.resolve(p.path).is_file()
     ] + [
-        f"sft.sources.{i}.path = {s.path!r}: no such file (paths are relative to {base_dir})"
-        for i, s in enumerate(recipe.sft.sources if recipe.sft else [])
+        f"sft.sources.{i}.path = {s.path!r}: no such file (paths are relative to {base_dir}){_made_by_instruct(recipe, s.path)}"
+        for i, s in enumerate(recipe.sft.sources if recipe.sft and require_sft_data else [])
         if not recipe.resolve(s.path).is_file()
     ]
     if missing:
         raise FournilError(f"{origin}: {len(missing)} problem{'s' * (len(missing) > 1)}:\n  " + "\n  ".join(missing))
     return recipe
+
+
+def _made_by_instruct(recipe: Recipe, path: str) -> str:
+    """A hint when a missing sft file lies in the output folder of the recipe's instruct: section."""
+    if recipe.instruct is None:
+        return ""
+    output = recipe.resolve(recipe.instruct.output).resolve()
+    if output not in recipe.resolve(path).resolve().parents:
+        return ""
+    return "; it is the output of the recipe's instruct: section: run `fournil instruct generate RECIPE` first"
 
 
 def read_yaml(path: Path, what: str) -> Any:
@@ -250,7 +267,7 @@ def read_yaml(path: Path, what: str) -> Any:
         raise FournilError(f"{what} {path}: not valid YAML ({str(error).splitlines()[0]})") from None
 
 
-def load_recipe(path: str | Path, overrides: list[str] = (), proxy: str | None = None) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] = (), proxy: str | None = None, require_sft_data: bool = True) -> Recipe:
     """Read, override and validate a recipe file; with `proxy` (a size of `fournil.proxy.SIZES`), at
     proxy scale, the overrides applied after the shrinking."""
     path = Path(path)
@@ -265,4 +282,4 @@ def load_recipe(path: str | Path, overrides: list[str] = (), proxy: str | None =
             raise FournilError(f"recipe {path} is a proxy already (its proxy: section); run it without --proxy")
         data = proxy_data(data, full, proxy)
     data = apply_overrides(data if isinstance(data, dict) else {}, list(overrides)) if overrides else data
-    return parse_recipe(data, path.resolve().parent, origin=f"recipe {path}")
+    return parse_recipe(data, path.resolve().parent, origin=f"recipe {path}", require_sft_data=require_sft_data)

@@ -10,7 +10,6 @@ from pathlib import Path
 from pydantic import Field, ValidationError, model_validator
 
 from fournil.errors import FournilError
-from fournil.recipe import _format_errors, apply_overrides, read_yaml
 from fournil.schema import Section
 
 
@@ -55,24 +54,34 @@ class Filters(Section):
                                         description="languages the identifier chooses among, besides the target languages")
 
 
-class InstructConfig(Section):
-    output: str = Field(description="output folder: examples.jsonl, dropped.jsonl, answers.jsonl, stats.json")
-    languages: dict[str, Language] | list[str] = Field(description="target languages (list, or mapping to per-language settings)")
+class Settings(Section):
+    """What a standalone config and a recipe's `instruct:` section share: the target, the requests, the
+    teacher and the filters."""
+
     examples_per_language: int = Field(ge=1, description="stop a language once this many examples are kept")
     max_requests_per_language: int | None = Field(None, ge=1, description="give up on a language after this many requests (default: 4× what the target needs)")
-    seed: int = 0
     seed_examples: int = Field(3, ge=1, description="seed tasks shown in each request")
     new_tasks: int = Field(5, ge=1, description="new tasks asked for in each request")
     teacher: Teacher
     filters: Filters = Filters()
+
+
+def _as_mapping(languages: dict[str, Language] | list[str]) -> dict[str, Language]:
+    languages = {lang: Language() for lang in languages} if isinstance(languages, list) else languages
+    if not languages:
+        raise ValueError("languages: give at least one language")
+    return languages
+
+
+class InstructConfig(Settings):
+    output: str = Field(description="output folder: examples.jsonl, dropped.jsonl, answers.jsonl, stats.json")
+    languages: dict[str, Language] | list[str] = Field(description="target languages (list, or mapping to per-language settings)")
+    seed: int = 0
     base_dir: Path = Field(Path("."), exclude=True)
 
     @model_validator(mode="after")
-    def _as_mapping(self) -> InstructConfig:
-        if isinstance(self.languages, list):
-            self.__dict__["languages"] = {lang: Language() for lang in self.languages}
-        if not self.languages:
-            raise ValueError("languages: give at least one language")
+    def _mapping(self) -> InstructConfig:
+        self.__dict__["languages"] = _as_mapping(self.languages)
         return self
 
     def resolve(self, path: str) -> Path:
@@ -84,12 +93,42 @@ class InstructConfig(Section):
         return self.max_requests_per_language or 4 * -(-self.examples_per_language // self.new_tasks)
 
 
+class RecipeInstruct(Settings):
+    """A recipe's `instruct:` section: the recipe carries the settings that made its self-instruct data.
+    Languages and seed default to the recipe's; paths are relative to the recipe file."""
+
+    output: str = Field(description="output folder, relative to the recipe; sft.sources can read its examples.jsonl")
+    languages: dict[str, Language] | list[str] | None = Field(None, description="target languages; default: the recipe's")
+    seed: int | None = Field(None, description="default: the recipe's seed")
+
+    @model_validator(mode="after")
+    def _mapping(self) -> RecipeInstruct:
+        if self.languages is not None:
+            self.__dict__["languages"] = _as_mapping(self.languages)
+        return self
+
+    def config(self, languages: list[str], seed: int, base_dir: Path) -> InstructConfig:
+        """The standalone config this section stands for, in a recipe of `languages` and `seed`."""
+        data = self.model_dump(exclude={"languages", "seed"})
+        chosen = self.languages if self.languages is not None else {lang: Language() for lang in languages}
+        return InstructConfig.model_validate({**data, "languages": chosen, "seed": seed if self.seed is None else self.seed,
+                                              "base_dir": base_dir})
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> InstructConfig:
-    """Read, override and validate a config file; every problem on its own line."""
+    """Read, override and validate a config file, or the `instruct:` section of a recipe (a mapping
+    with `sources`); every problem on its own line."""
+    from fournil.recipe import _format_errors, apply_overrides, load_recipe, read_yaml
+
     path = Path(path)
     data = read_yaml(path, "instruct config")
     if not isinstance(data, dict):
         raise FournilError(f"instruct config {path}: expected a mapping (output, languages, examples_per_language, teacher, ...)")
+    if "sources" in data:  # a recipe: its overrides are the recipe's dotted paths (instruct.teacher.concurrency=16)
+        recipe = load_recipe(path, list(overrides), require_sft_data=False)
+        if recipe.instruct is None:
+            raise FournilError(f"recipe {path} has no instruct: section; add one (docs/instruct.md) or give a self-instruct config file")
+        return recipe.instruct.config(recipe.language_codes, recipe.seed, recipe.base_dir)
     data = apply_overrides(data, list(overrides))
     try:
         return InstructConfig.model_validate({**data, "base_dir": path.resolve().parent})

@@ -5,7 +5,9 @@
 - `sharegpt`: {"conversations": [{"from", "value"}, ...]} (human/gpt/system).
 A conversation is used when every turn has a known role and non-empty text, a system message comes
 only first, and at least one assistant turn answers; otherwise it is skipped under its reason, never
-repaired. Lengths are judged later, in tokens (`fournil.sft.packing`).
+repaired. Lengths are judged later, in tokens (`fournil.sft.packing`). A record with a `lang` field
+naming another language than its source's belongs to another source (a mixed file, as `fournil instruct
+generate` writes, read once per language) and is counted as `other_language`.
 """
 
 from __future__ import annotations
@@ -87,14 +89,18 @@ def _records(path: Path) -> Iterator[object]:
                 yield None
 
 
-def read_conversations(path: Path, declared: str, skipped: Counter) -> Iterator[list[dict]]:
-    """The usable conversations of a file, in file order; every other record counted in `skipped`."""
+def read_conversations(path: Path, declared: str, skipped: Counter, lang: str | None = None) -> Iterator[list[dict]]:
+    """The usable conversations of a file, in file order; every other record counted in `skipped`.
+    With `lang`, records whose own `lang` field is another language are passed over."""
     if not path.is_file():
         raise FournilError(f"{path}: no such conversations file; fix sft.sources")
     try:
         for record in _records(path):
             if record is None:
                 skipped["malformed_line"] += 1
+                continue
+            if lang is not None and isinstance(record, dict) and isinstance(record.get("lang"), str) and record["lang"] != lang:
+                skipped["other_language"] += 1
                 continue
             messages, reason = to_messages(record, declared)
             if messages is None:

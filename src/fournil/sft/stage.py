@@ -64,7 +64,8 @@ def _read_sources(ctx: StageContext, cfg: SftConfig, languages: list[str]) -> tu
     sources, skipped = [], {}
     for source in cfg.sources:
         skipped[source.name] = Counter()
-        conversations = list(read_conversations(ctx.recipe.resolve(source.path), source.format, skipped[source.name]))
+        conversations = list(read_conversations(ctx.recipe.resolve(source.path), source.format, skipped[source.name],
+                                                source.lang))
         sources.append((source.name, languages.index(source.lang), conversations))
     return sources, skipped
 
