@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fournil.corpus.heldout import heldout_samples
 from fournil.mixture.sampler import MixtureSampler
 from fournil.model.hf import hf_config
 from fournil.model.presets import model_config
@@ -39,7 +40,7 @@ from fournil.recipe import load_recipe
 from fournil.tokenizer import load as load_tokenizer
 from fournil.tokenizer import special_ids
 from fournil.train.distributed import Topology
-from fournil.train.stage import build_model, heldout_texts
+from fournil.train.stage import build_model
 from fournil.train.trainer import IGNORE, Trainer, accumulation_steps
 
 
@@ -194,7 +195,7 @@ def main() -> None:
     bos = special_ids(run / "tokenizer")["bos"]
     config = model_config(recipe.model, tokenizer.get_vocab_size())
     cfg = recipe.train
-    texts = {lang: heldout_texts(run / "corpus", lang, cfg.eval_chars_per_language) for lang in recipe.languages}
+    texts = heldout_samples(run / "corpus", list(recipe.languages), cfg.eval_docs_per_language)
     every = max(1, cfg.max_steps // args.evals)
     tokens = cfg.max_steps * accumulation_steps(cfg, config.context_length, 1) * cfg.micro_batch_size * config.context_length
     print(f"# {recipe.name}: dim {config.dim}, {config.n_layers} layers, context {config.context_length}, vocabulary {config.vocab_size}; "

@@ -206,3 +206,16 @@ def test_a_format_without_its_package_fails_before_any_work(tmp_path, monkeypatc
     check_readers([("docs", [tmp_path / "a.jsonl.zst"], "auto")])  # JSONL needs nothing optional
     with pytest.raises(FournilError, match=r"source web: reading html files needs trafilatura; run `pip install 'fournil\[html\]'`"):
         check_readers([("web", [tmp_path / "a.html", tmp_path / "b.jsonl"], "auto")])
+
+
+def test_the_heldout_sample_takes_sources_in_turn_and_a_smaller_one_is_its_start(tmp_path):
+    from fournil.corpus.documents import write_documents
+    from fournil.corpus.heldout import heldout_sample
+
+    for source, n in (("b-docs", 3), ("a-docs", 1)):
+        write_documents(tmp_path / "heldout" / "fr" / source / "00000.jsonl.zst",
+                        [{"id": f"{source}/{i}", "text": f"{source} {i}"} for i in range(n)])
+    write_documents(tmp_path / "heldout" / "en" / "a-docs" / "00000.jsonl.zst", [{"id": "en", "text": "english"}])
+    assert heldout_sample(tmp_path, "fr", 10) == ["a-docs 0", "b-docs 0", "b-docs 1", "b-docs 2"]
+    assert heldout_sample(tmp_path, "fr", 2) == ["a-docs 0", "b-docs 0"]
+    assert heldout_sample(tmp_path, "de", 5) == []

@@ -57,6 +57,26 @@ def test_model_beats_the_unigram_baseline(baked):
     assert f"model card: {baked / 'release' / 'README.md'}" in summary
 
 
+def test_training_and_evaluate_score_the_same_heldout_documents(baked):
+    """The trainer's last evaluation of train/final and the evaluate stage's scoring read one held-out sample, so
+    they agree (before, training read the first 50,000 characters and evaluate 10 documents from each source in turn)."""
+    from fournil.corpus.heldout import heldout_samples
+    from fournil.evaluate.stage import open_checkpoint
+    from fournil.evaluate.suite import language_scores
+    from fournil.recipe import load_recipe
+    from fournil.tokenizer import load, special_ids
+
+    recipe = load_recipe(RECIPE)
+    texts = heldout_samples(baked / "corpus", ["fr", "en"], recipe.evaluate.max_docs_per_language)
+    model = open_checkpoint(baked / "train" / "final", load(baked / "tokenizer"), special_ids(baked / "tokenizer"), "cpu")
+    scores = language_scores(model, texts, {}, recipe.evaluate)
+    trained = manifest(baked, "train")["figures"]["per_language"]
+    evaluated = json.loads((baked / "evaluate" / "results.json").read_text())["checkpoints"][-1]["per_language"]
+    for lang in ("fr", "en"):
+        assert scores[lang]["documents"] == evaluated[lang]["documents"] == 10 and scores[lang]["bytes"] == evaluated[lang]["bytes"]
+        assert abs(trained[lang]["bits_per_byte"] - scores[lang]["bits_per_byte"]) < 2e-5, lang
+
+
 def test_second_run_does_no_work(baked):
     before = {s: manifest(baked, s)["finished_at"] for s in STAGES}
     result = subprocess.run([sys.executable, "-m", "fournil", "run", str(RECIPE), "--runs-dir", str(baked.parent)],

@@ -81,7 +81,7 @@ def proxy_data(data: dict, recipe, size: str) -> dict:
     change("train.lr", train.lr, max(train.lr, s["lr"]))  # a narrow model takes a larger step
     change("train.warmup_steps", train.warmup_steps, at_same_fraction(train.warmup_steps, 1))
     change("train.eval_every", train.eval_every, at_same_fraction(train.eval_every, 1))
-    change("train.eval_chars_per_language", train.eval_chars_per_language, min(train.eval_chars_per_language, s["eval_chars"]))
+    change("train.eval_docs_per_language", train.eval_docs_per_language, min(train.eval_docs_per_language, s["eval_docs"]))
     change("train.checkpoint_every", train.checkpoint_every, max(1, steps // 2))
     change("train.milestone_every", train.milestone_every, 0)
     change("train.activation_checkpointing", train.activation_checkpointing, "none")

@@ -63,7 +63,7 @@ class Stage:
 
 # Training-loop fields that say how a run is done, not what it makes (train: and sft: both have them)
 LOOP_SETTINGS = ("max_steps", "micro_batch_size", "parallelism", "device", "compile", "activation_checkpointing",
-                 "checkpoint_every", "keep_last", "milestone_every", "log_every", "eval_every", "eval_chars_per_language",
+                 "checkpoint_every", "keep_last", "milestone_every", "log_every", "eval_every", "eval_docs_per_language",
                  "eval_batch_size", "spike_sigma", "spike_min_history", "rollback_after", "max_rollbacks", "peak_flops",
                  "grid_g_per_kwh", "cpu_watts_per_core", "codecarbon_country", "tensorboard", "wandb_project")
 

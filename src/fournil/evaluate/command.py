@@ -12,11 +12,12 @@ import json
 from pathlib import Path
 
 from fournil.corpus.documents import read_documents
+from fournil.corpus.heldout import heldout_samples
 from fournil.errors import FournilError
 from fournil.evaluate.config import EvaluateConfig
 from fournil.evaluate.models import find_tokenizer_dir, open_model
 from fournil.evaluate.report import markdown
-from fournil.evaluate.stage import heldout_texts, select_tasks
+from fournil.evaluate.stage import select_tasks
 from fournil.evaluate.suite import language_scores, task_scores
 from fournil.evaluate.tasks import load_task
 
@@ -96,7 +97,7 @@ def evaluate_folder(model_dir: Path, out: Path, config: EvaluateConfig, run_dir:
         if not (corpus / "heldout").is_dir():
             raise FournilError(f"--run {run_dir}: no corpus/heldout folder; give a run folder made by `fournil run`")
         languages = sorted(p.name for p in (corpus / "heldout").iterdir() if p.is_dir())
-        for lang, docs in heldout_texts(corpus, languages, config.max_docs_per_language).items():
+        for lang, docs in heldout_samples(corpus, languages, config.max_docs_per_language).items():
             texts.setdefault(lang, []).extend(docs)
     texts = {lang: docs[:config.max_docs_per_language] for lang, docs in texts.items()}
     tok_dir = find_tokenizer_dir(Path(model_dir), tokenizer_dir or (run_dir / "tokenizer" if run_dir else None))

@@ -10,11 +10,10 @@ and results.md.
 from __future__ import annotations
 
 import json
-from itertools import islice, zip_longest
 from pathlib import Path
 from typing import Any
 
-from fournil.corpus.documents import iter_documents
+from fournil.corpus.heldout import heldout_samples
 from fournil.errors import FournilError
 from fournil.evaluate.config import EvaluateConfig
 from fournil.evaluate.harness import prepare, run_harness, task_results
@@ -26,17 +25,6 @@ from fournil.evaluate.unigram import Unigram
 from fournil.runs import StageContext
 
 STEP_PREFIX = "step_"
-
-
-def heldout_texts(corpus_dir: Path, languages: list[str], limit: int) -> dict[str, list[str]]:
-    """Up to `limit` held-out documents per language, taken from its sources in turn so each source is represented."""
-    texts = {}
-    for lang in languages:
-        sources = sorted(p.name for p in (corpus_dir / "heldout" / lang).glob("*") if p.is_dir())
-        streams = [iter_documents(corpus_dir, "heldout", lang, source) for source in sources]
-        interleaved = (d for group in zip_longest(*streams) for d in group if d is not None and d.get("text"))
-        texts[lang] = [d["text"] for d in islice(interleaved, limit)]
-    return texts
 
 
 def select_tasks(specs: list[str], languages: list[str], base_dir: Path, log=print) -> list[Task]:
@@ -108,7 +96,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     tok_dir = ctx.input("tokenizer")
     tokenizer, ids = load(tok_dir), special_ids(tok_dir)
     mixture_dir = ctx.input("mixture")
-    texts = heldout_texts(ctx.input("corpus"), languages, config.max_docs_per_language)
+    texts = heldout_samples(ctx.input("corpus"), languages, config.max_docs_per_language)
     vocab = tokenizer.get_vocab_size()
     unigram_bpb = {lang: Unigram.from_shards(mixture_dir / "shards" / lang, vocab).bits_per_byte(tokenizer, docs)
                    for lang, docs in texts.items() if docs}

@@ -30,7 +30,7 @@ class TrainConfig(Section):
     milestone_every: int = Field(0, ge=0, description="keep every checkpoint whose step is a multiple of this forever; 0 keeps none")
     log_every: int = Field(10, ge=1, description="steps between host reads of the device-side step records (the only per-step host sync); every step is still logged")
     eval_every: int = Field(0, ge=0, description="steps between per-language bits-per-byte evaluations on held-out documents; 0 evaluates only at the end")
-    eval_chars_per_language: int = Field(50_000, ge=1, description="held-out characters per language scored by each evaluation during training (documents in order, the last one cut)")
+    eval_docs_per_language: int = Field(200, ge=1, description="held-out documents per language scored by each evaluation during training: the first of the evaluate stage's sample (fournil.corpus.heldout), all of it when equal to evaluate.max_docs_per_language")
     eval_batch_size: int = Field(8, ge=1)
     spike_window: int = Field(128, ge=2, description="recent accepted steps the spike guard compares with")
     spike_sigma: float = Field(6.0, gt=0, description="a loss or gradient norm this many standard deviations above the window mean is a spike: the step is skipped")

@@ -6,13 +6,12 @@ the manifest. Resuming is automatic: the latest valid checkpoint in `checkpoints
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from fournil.corpus.documents import iter_documents
+from fournil.corpus.heldout import heldout_samples
 from fournil.errors import FournilError
 from fournil.mixture.sampler import MixtureSampler
 from fournil.model.io import empty_model, save_model
@@ -27,25 +26,12 @@ from fournil.train.distributed import checkpoint_blocks, compile_model, parallel
 from fournil.train.trainer import Trainer
 
 
-def heldout_texts(corpus_dir: Path, lang: str, chars: int) -> list[str]:
-    """The first `chars` characters of a language's held-out documents, in the corpus's fixed order."""
-    texts, left = [], chars
-    for doc in iter_documents(corpus_dir, "heldout", lang):
-        if left <= 0:
-            break
-        text = doc["text"][:left]
-        texts.append(text)
-        left -= len(text)
-    return texts
-
-
 def make_evaluator(ctx: StageContext, context_length: int, cfg: TrainConfig):  # noqa: ANN201
-    """Per-language bits per byte on held-out text, or None when the corpus holds none."""
+    """Per-language bits per byte on the held-out sample (the evaluate stage's documents), or None when the corpus holds none."""
     tokenizer = load_tokenizer(ctx.input("tokenizer"))
     bos = special_ids(ctx.input("tokenizer"))["bos"]
     corpus = ctx.input("corpus")
-    texts = {lang: heldout_texts(corpus, lang, cfg.eval_chars_per_language) for lang in ctx.recipe.languages}
-    texts = {lang: t for lang, t in texts.items() if t}
+    texts = {lang: t for lang, t in heldout_samples(corpus, list(ctx.recipe.languages), cfg.eval_docs_per_language).items() if t}
     if not texts:
         return None
 
