@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fournil.atomic import write_text
 from fournil.errors import FournilError
 from fournil.model.config import LlamaConfig, ModelSection
-from fournil.model.io import atomic_write, load_model, save_model
+from fournil.model.io import load_model, save_model
 from fournil.model.llama import KVCache, Llama
 from fournil.model.presets import PRESETS, count_params, model_config
 
@@ -177,11 +178,11 @@ def test_save_load_round_trip(tmp_path, variant):
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o077])
-def test_written_files_take_the_umask_mode_not_mkstemps_0600(tmp_path, mask):
+def test_written_files_take_the_umask_mode(tmp_path, mask):
     old = os.umask(mask)
     try:
         save_model(build(), tmp_path / "m")
-        atomic_write(tmp_path / "m" / "notes.txt", lambda p: p.write_text("x"))
+        write_text(tmp_path / "m" / "notes.txt", "x")
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "m").iterdir()}

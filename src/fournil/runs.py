@@ -37,6 +37,7 @@ from typing import Any, Callable
 import xxhash
 
 from fournil import __version__
+from fournil.atomic import write_text
 from fournil.errors import FournilError
 from fournil.recipe import Recipe
 from fournil.recipe_view import RecipeView
@@ -490,9 +491,7 @@ def _run(recipe: Recipe, run_dir: Path, stage: Stage, fp: str, function: Callabl
         "versions": versions(),
         "host": host(),
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, out / MANIFEST)
+    write_text(out / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
     (out / STARTED).unlink(missing_ok=True)
     log(f"[{stage.name}] done in {wall:.1f}s")
     return manifest

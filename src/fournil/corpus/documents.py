@@ -13,6 +13,7 @@ from pathlib import Path
 
 import zstandard
 
+from fournil.atomic import replacing
 from fournil.compressed import STREAM_ERRORS, byte_lines
 from fournil.errors import FournilError
 
@@ -21,14 +22,11 @@ SPLITS = ("train", "heldout")
 
 def write_documents(path: Path, documents: Iterable[dict]) -> int:
     """Write documents to one .jsonl.zst file (atomically); return how many were written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with open(tmp, "wb") as raw, zstandard.ZstdCompressor(level=3).stream_writer(raw) as zf:
+    with replacing(path) as tmp, open(tmp, "wb") as raw, zstandard.ZstdCompressor(level=3).stream_writer(raw) as zf:
         for doc in documents:
             zf.write((json.dumps(doc, ensure_ascii=False) + "\n").encode("utf-8"))
             count += 1
-    tmp.replace(path)
     return count
 
 

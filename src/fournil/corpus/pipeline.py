@@ -22,6 +22,7 @@ import xxhash
 import zstandard
 from datatrove.pipeline.base import PipelineStep
 
+from fournil.atomic import replacing, write_text
 from fournil.corpus.dedup import MinHasher, UnionFind, choose, exact_key
 from fournil.corpus.documents import read_documents, write_documents
 from fournil.corpus.ledger import Ledger
@@ -39,33 +40,24 @@ def is_heldout(doc_id: str, seed: int, fraction: float) -> bool:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, ensure_ascii=False))
 
 
 class _Writers:
-    """One open zstd JSONL file per (language, source), renamed into place when closed."""
+    """One open zstd JSONL file per (language, source), each renamed into place when `files` closes
+    without error (in reverse: each stream, then its file, then the rename), else removed."""
 
-    def __init__(self, root: Path, rank: int):
-        self.root, self.rank = root, rank
-        self.open: dict[tuple[str, str], tuple[Path, Any, Any]] = {}
+    def __init__(self, root: Path, rank: int, files: contextlib.ExitStack):
+        self.root, self.rank, self.files = root, rank, files
+        self.open: dict[tuple[str, str], Any] = {}
 
     def write(self, record: dict) -> None:
         key = (record["lang"], record["source"])
         if key not in self.open:
-            path = self.root / key[0] / key[1] / f"{self.rank:05d}.jsonl.zst"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            raw = open(path.with_name(path.name + ".tmp"), "wb")
-            self.open[key] = (path, raw, zstandard.ZstdCompressor(level=1).stream_writer(raw))
-        self.open[key][2].write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-
-    def close(self) -> None:
-        for path, raw, stream in self.open.values():
-            stream.close()
-            raw.close()
-            os.replace(path.with_name(path.name + ".tmp"), path)
+            tmp = self.files.enter_context(replacing(self.root / key[0] / key[1] / f"{self.rank:05d}.jsonl.zst"))
+            raw = self.files.enter_context(open(tmp, "wb"))
+            self.open[key] = self.files.enter_context(zstandard.ZstdCompressor(level=1).stream_writer(raw))
+        self.open[key].write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 class CurateFiles(PipelineStep):
@@ -96,12 +88,10 @@ class CurateFiles(PipelineStep):
             for item in plan["tasks"][rank]:
                 yield from SourceReader(item["source"], Path(item["root"]), ledger).read(Path(item["path"]), item["order"])
 
-        writers = _Writers(work / "pass1", rank)
-        try:
+        with contextlib.ExitStack() as files:
+            writers = _Writers(work / "pass1", rank, files)
             for doc in chain(documents(), steps):
                 writers.write({"id": doc.id, "text": doc.text, **doc.metadata})
-        finally:
-            writers.close()
         _write_json(work / "ledgers" / f"pass1-{rank:05d}.json", ledger.to_dict())
         return
         yield  # a generator, as datatrove expects

@@ -9,7 +9,6 @@ task order, so a shard does not depend on how many tasks, workers or which execu
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
@@ -19,6 +18,7 @@ import numpy as np
 from datatrove.pipeline.base import PipelineStep
 from tokenizers import Tokenizer
 
+from fournil.atomic import write_text
 from fournil.corpus.documents import read_documents
 from fournil.mixture.shards import write_shard
 from fournil.parallel import read_pairs
@@ -93,8 +93,6 @@ class EncodeShards(PipelineStep):
         tokens = encode_texts(_tokenizer(plan["tokenizer"], plan["tokenizer_sha256"]), task_texts(task, skipped), plan["eos"], plan["batch"], counter)
         stem = Path(plan["work"]) / "parts" / f"{rank:05d}"
         header = write_shard(stem, tokens, {"dtype": plan["dtype"], "group": task["group"]})
-        tmp = stem.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({**header, "skipped": dict(sorted(skipped.items())), "bytes": counter["bytes"]}))
-        os.replace(tmp, stem.with_suffix(".json"))
+        write_text(stem.with_suffix(".json"), json.dumps({**header, "skipped": dict(sorted(skipped.items())), "bytes": counter["bytes"]}))
         return
         yield  # a generator, as datatrove expects

@@ -13,7 +13,6 @@ the sampler never loads a shard into memory.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fournil.atomic import replacing, write_text
 from fournil.errors import FournilError
 
 
@@ -32,43 +32,34 @@ def write_shard(stem: Path, documents: Iterable[np.ndarray], header: dict) -> di
     """Write token arrays (EOS already appended) as a shard; return its completed header."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     dtype = np.dtype(header["dtype"])
-    bin_tmp, idx_tmp = stem.with_suffix(".bin.tmp"), stem.with_suffix(".idx.tmp")
     ends: list[int] = []
     total = 0
-    with open(bin_tmp, "wb") as out:
-        for tokens in documents:
-            out.write(np.ascontiguousarray(tokens, dtype=dtype).tobytes())
-            total += len(tokens)
-            ends.append(total)
-    np.asarray(ends, dtype="<u8").tofile(idx_tmp)
-    os.replace(bin_tmp, stem.with_suffix(".bin"))
-    os.replace(idx_tmp, stem.with_suffix(".idx"))
+    with replacing(stem.with_suffix(".bin")) as bin_tmp, replacing(stem.with_suffix(".idx")) as idx_tmp:
+        with open(bin_tmp, "wb") as out:
+            for tokens in documents:
+                out.write(np.ascontiguousarray(tokens, dtype=dtype).tobytes())
+                total += len(tokens)
+                ends.append(total)
+        np.asarray(ends, dtype="<u8").tofile(idx_tmp)
     header = {**header, "tokens": total, "documents": len(ends)}
-    tmp = stem.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(header, indent=2, ensure_ascii=False))
-    os.replace(tmp, stem.with_suffix(".json"))
+    write_text(stem.with_suffix(".json"), json.dumps(header, indent=2, ensure_ascii=False))  # last: a shard with a header is whole
     return header
 
 
 def join_shards(stem: Path, parts: list[Path], header: dict) -> dict:
     """Write the part shards, in the order given, as one shard (header last); return its header."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    bin_tmp, idx_tmp = stem.with_suffix(".bin.tmp"), stem.with_suffix(".idx.tmp")
     total = documents = 0
-    with open(bin_tmp, "wb") as tokens, open(idx_tmp, "wb") as index:
-        for part in parts:
-            with open(part.with_suffix(".bin"), "rb") as f:
-                shutil.copyfileobj(f, tokens, 1 << 24)
-            ends = np.fromfile(part.with_suffix(".idx"), dtype="<u8")
-            index.write((ends + np.uint64(total)).astype("<u8").tobytes())
-            total += int(ends[-1]) if len(ends) else 0
-            documents += len(ends)
-    os.replace(bin_tmp, stem.with_suffix(".bin"))
-    os.replace(idx_tmp, stem.with_suffix(".idx"))
+    with replacing(stem.with_suffix(".bin")) as bin_tmp, replacing(stem.with_suffix(".idx")) as idx_tmp:
+        with open(bin_tmp, "wb") as tokens, open(idx_tmp, "wb") as index:
+            for part in parts:
+                with open(part.with_suffix(".bin"), "rb") as f:
+                    shutil.copyfileobj(f, tokens, 1 << 24)
+                ends = np.fromfile(part.with_suffix(".idx"), dtype="<u8")
+                index.write((ends + np.uint64(total)).astype("<u8").tobytes())
+                total += int(ends[-1]) if len(ends) else 0
+                documents += len(ends)
     header = {**header, "tokens": total, "documents": documents}
-    tmp = stem.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(header, indent=2, ensure_ascii=False))
-    os.replace(tmp, stem.with_suffix(".json"))
+    write_text(stem.with_suffix(".json"), json.dumps(header, indent=2, ensure_ascii=False))
     return header
 
 

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from fournil.atomic import write_text
 from fournil.corpus.documents import document_files, iter_documents
 from fournil.errors import FournilError
 from fournil.executors import completed, keep_logs, make_executor, run_executor
@@ -39,9 +40,7 @@ def _done(stem: Path, sha: str) -> dict | None:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def encoding_tasks(ctx: StageContext, corpus_dir: Path) -> tuple[list[dict], list[dict]]:

@@ -11,13 +11,13 @@ differently from training without a word of warning.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from fournil.atomic import replacing
 from fournil.errors import FournilError
 
 try:
@@ -133,45 +133,43 @@ def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | 
     template = chat_template(tokenizer_dir)
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    writer = gguf.GGUFWriter(tmp, "llama")
-    writer.add_name(name or Path(hf_or_model_folder).resolve().name)
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    writer.add_context_length(config.context_length)
-    writer.add_embedding_length(config.dim)
-    writer.add_block_count(config.n_layers)
-    writer.add_feed_forward_length(config.ffn_dim)
-    writer.add_head_count(config.n_heads)
-    writer.add_head_count_kv(config.n_kv_heads)
-    writer.add_rope_dimension_count(config.head_dim)
-    writer.add_rope_freq_base(config.rope_base)
-    writer.add_layer_norm_rms_eps(config.norm_eps)
-    writer.add_vocab_size(config.vocab_size)
-    writer.add_file_type(OUT_TYPES[outtype][0])
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    writer.add_token_merges(merges)
-    for role, add in (("bos", writer.add_bos_token_id), ("eos", writer.add_eos_token_id), ("pad", writer.add_pad_token_id)):
-        if ids[role] is not None:
-            add(ids[role])
-    writer.add_add_bos_token(bool(probe) and probe[0] == ids["bos"])
-    writer.add_add_eos_token(bool(probe) and probe[-1] == ids["eos"])
-    if template:
-        writer.add_chat_template(template)
+    with replacing(out_path) as tmp:
+        writer = gguf.GGUFWriter(tmp, "llama")
+        writer.add_name(name or Path(hf_or_model_folder).resolve().name)
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        writer.add_context_length(config.context_length)
+        writer.add_embedding_length(config.dim)
+        writer.add_block_count(config.n_layers)
+        writer.add_feed_forward_length(config.ffn_dim)
+        writer.add_head_count(config.n_heads)
+        writer.add_head_count_kv(config.n_kv_heads)
+        writer.add_rope_dimension_count(config.head_dim)
+        writer.add_rope_freq_base(config.rope_base)
+        writer.add_layer_norm_rms_eps(config.norm_eps)
+        writer.add_vocab_size(config.vocab_size)
+        writer.add_file_type(OUT_TYPES[outtype][0])
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(pre)
+        writer.add_token_list(tokens)
+        writer.add_token_types(types)
+        writer.add_token_merges(merges)
+        for role, add in (("bos", writer.add_bos_token_id), ("eos", writer.add_eos_token_id), ("pad", writer.add_pad_token_id)):
+            if ids[role] is not None:
+                add(ids[role])
+        writer.add_add_bos_token(bool(probe) and probe[0] == ids["bos"])
+        writer.add_add_eos_token(bool(probe) and probe[-1] == ids["eos"])
+        if template:
+            writer.add_chat_template(template)
 
-    for key, tensor in state_tensors(model).items():
-        if key.endswith("attn.wq.weight"):
-            tensor = interleave_rope_rows(tensor, config.n_heads)
-        elif key.endswith("attn.wk.weight"):
-            tensor = interleave_rope_rows(tensor, config.n_kv_heads)
-        data, qtype = gguf_tensor(key, tensor, outtype)
-        writer.add_tensor(gguf_name(key), data, raw_dtype=qtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.replace(tmp, out_path)
+        for key, tensor in state_tensors(model).items():
+            if key.endswith("attn.wq.weight"):
+                tensor = interleave_rope_rows(tensor, config.n_heads)
+            elif key.endswith("attn.wk.weight"):
+                tensor = interleave_rope_rows(tensor, config.n_kv_heads)
+            data, qtype = gguf_tensor(key, tensor, outtype)
+            writer.add_tensor(gguf_name(key), data, raw_dtype=qtype)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
     return out_path

@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from fournil.atomic import replacing, write_text
 from fournil.errors import FournilError
-from fournil.model.io import atomic_write, empty_model, load_model, read_config, read_tensors, state_tensors
+from fournil.model.io import empty_model, load_model, read_config, read_tensors, state_tensors
 from fournil.model.llama import Llama, LlamaConfig
 from fournil.tokenizer import IM_END
 
@@ -170,14 +171,16 @@ def export_hf(model_folder_or_model: Path | Llama, tokenizer_dir: Path, out_dir:
         tensors = {name: t.to(target) for name, t in bloom_tensors(model).items()}
     else:
         tensors = {hf_name(name): t.to(target) for name, t in state_tensors(model).items()}
-    atomic_write(out_dir / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    with replacing(out_dir / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     for name in TOKENIZER_FILES:
         if (Path(tokenizer_dir) / name).is_file():
-            atomic_write(out_dir / name, lambda p, name=name: shutil.copyfile(Path(tokenizer_dir) / name, p))
+            with replacing(out_dir / name) as tmp:
+                shutil.copyfile(Path(tokenizer_dir) / name, tmp)
     stops = [tokens["eos"]] + ([tokens["end_of_turn"]] if tokens["end_of_turn"] is not None else [])  # a chat turn ends at <|im_end|>
     generation = {"bos_token_id": tokens["bos"], "eos_token_id": stops if len(stops) > 1 else stops[0], "pad_token_id": tokens["pad"]}
     for name, data in (("generation_config.json", generation), ("config.json", (bloom_config if architecture == "bloom" else hf_config)(model.config, tokens, target))):
-        atomic_write(out_dir / name, lambda p, data=data: p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+        write_text(out_dir / name, json.dumps(data, indent=2) + "\n")
     return out_dir
 
 

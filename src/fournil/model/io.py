@@ -7,14 +7,13 @@ A folder holding a Hugging Face `LlamaForCausalLM` export is read too (through `
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from fournil.atomic import replacing, write_text
 from fournil.errors import FournilError
 from fournil.model.llama import Llama, LlamaConfig
 
@@ -22,32 +21,6 @@ FORMAT = "fournil-llama"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-
-
-def umask() -> int:
-    """The process umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write) -> None:  # noqa: ANN001
-    """Call write(temporary path) then rename it over `path`, so a crash never leaves half a file.
-
-    mkstemp creates the file 0600; it gets the mode a plain open() would (0666 less the umask), so a
-    released model folder is readable by others as usual."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~umask())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def state_tensors(model: Llama) -> dict[str, torch.Tensor]:
@@ -62,9 +35,10 @@ def save_model(model: Llama, folder: Path) -> None:
     """Write model.safetensors then config.json into `folder`, each atomically."""
     folder = Path(folder)
     tensors = state_tensors(model)
-    atomic_write(folder / WEIGHTS, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    with replacing(folder / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
-    atomic_write(folder / CONFIG, lambda p: p.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8"))
+    write_text(folder / CONFIG, json.dumps(config, indent=2) + "\n")
 
 
 def read_config(folder: Path) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from fournil.atomic import replacing, write_text
 from fournil.tokenizer import BOS, CHAT_TOKENS, EOS, PAD, SPECIAL_TOKENS
 from fournil.tokenizer.chat import CHAT_TEMPLATE
 
@@ -35,9 +36,8 @@ def save(tokenizer: Tokenizer, directory: Path, model_max_length: int = 1 << 30)
             for t, i in ids.items()
         },
     }
-    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text(directory / "tokenizer_config.json", json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     special_map = {**roles, "additional_special_tokens": list(CHAT_TOKENS)}
-    (directory / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n", encoding="utf-8")
-    tmp = directory / "tokenizer.json.tmp"
-    tokenizer.save(str(tmp))
-    tmp.replace(directory / "tokenizer.json")
+    write_text(directory / "special_tokens_map.json", json.dumps(special_map, indent=2) + "\n")
+    with replacing(directory / "tokenizer.json") as tmp:
+        tokenizer.save(str(tmp))

@@ -23,6 +23,7 @@ import xxhash
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from fournil.atomic import write_text
 from fournil.errors import FournilError
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -104,9 +105,7 @@ def save_checkpoint(root: Path, step: int, model: dict[str, torch.Tensor], optim
         shutil.rmtree(final)
     os.replace(tmp, final)
     _fsync(root)
-    pointer = root / ".latest.tmp"
-    pointer.write_text(final.name)
-    os.replace(pointer, root / "latest")
+    write_text(root / "latest", final.name)
     _prune(root, keep_last, milestone_every)
     return final
 

@@ -8,12 +8,12 @@ untouched.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fournil.atomic import write_text
 from fournil.hardware import GPUS
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, matched against the device name.
@@ -153,9 +153,7 @@ def truncate_lines(path: Path, keep: int) -> None:
         return
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()[:keep]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line if line.endswith("\n") else line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "".join(line if line.endswith("\n") else line + "\n" for line in lines))
 
 
 def count_lines(path: Path) -> int:
