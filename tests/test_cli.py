@@ -88,7 +88,7 @@ def _all_commands():
     for name in root.list_commands(ctx):
         command = root.get_command(ctx, name)
         found.append(((name,), command))
-        if isinstance(command, click.Group):
+        if hasattr(command, "list_commands"):  # a group (typer's groups are not click.Group instances here)
             found += [((name, tool), command.get_command(ctx, tool)) for tool in command.list_commands(ctx) if tool != "stage"]
     return found
 
@@ -103,6 +103,8 @@ def test_flags_print_without_a_type_and_every_generate_or_chat_option_has_help()
         result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200", "TERM": "dumb"})
         assert result.exit_code == 0, path
         assert "<bool>" not in result.output, f"fournil {' '.join(path)} --help shows a flag as <bool>"
+        typed = [p.name for p in (command.params if command else ()) if getattr(p, "is_flag", False) and p.metavar != ""]
+        assert typed == [], f"fournil {' '.join(path)}: flags {typed} would print as <bool> in a terminal (rich help)"
         if path in (("generate",), ("chat",)):
             undocumented = [p.name for p in command.params if not getattr(p, "help", None) and p.name != "model_dir"]
             assert undocumented == [], f"fournil {path[0]}: no help for {undocumented}"

@@ -379,7 +379,7 @@ def evaluate(
     typer.echo(f"results: {folder}")
 
 
-instruct_app = typer.Typer(no_args_is_help=True, help="Multilingual self-instruct: instruction data for `sft` from seed tasks and a teacher model.")
+instruct_app = typer.Typer(cls=_InBakeOrder, no_args_is_help=True, help="Multilingual self-instruct: instruction data for `sft` from seed tasks and a teacher model.")
 
 
 @instruct_app.command("generate")
