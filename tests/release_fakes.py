@@ -227,4 +227,4 @@ def install_fake_hf(monkeypatch) -> None:
 
 
 __all__ = ["make_run", "context", "install_fake_hf", "FAKE_PARAMETERS", "CORPUS", "EVALUATE", "TOKENIZER", "TRAIN", "SHARDS",
-           "TASKS", "MEMORISATION_BY_REPEATS", "log_energy", "LOG_EVERY"]
+           "TASKS", "MEMORISATION_BY_REPEATS", "STEPS", "log_energy", "LOG_EVERY"]

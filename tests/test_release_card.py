@@ -284,3 +284,36 @@ def test_card_shows_hub_tasks_beside_a_named_reference_in_the_models_unit(tmp_pa
         ("alexandrainst/m_arc", "pt", "test", 0.275)
     assert arc["acc_norm"].metric_value == 0.3
     assert "arc_pt †" in (ctx.out / "report.html").read_text()
+
+
+def _renamed(model, old: str, new: str):
+    """`model` with its field `old` called `new`, as a stage's figures model looks after a rename."""
+    from pydantic import create_model
+
+    fields = {name: (info.annotation, info) for name, info in model.model_fields.items() if name != old}
+    return create_model(model.__name__, __base__=model.__base__, **fields, **{new: (model.model_fields[old].annotation, None)})
+
+
+@pytest.mark.parametrize("stage, old", [("corpus", "steps"), ("tokenizer", "vocab_size"), ("mixture", "budget_tokens"),
+                                        ("train", "tokens"), ("sft", "instruction_tuned"), ("evaluate", "task_details")])
+def test_a_figure_renamed_in_its_stage_model_fails_the_release_loudly(tmp_path, stage, old, monkeypatch):
+    """The release reads each stage's typed figures by name: a figure renamed in its model (and so in what the stage
+    writes) that the release still reads by the old name is an error naming it, not a card that quietly says "not recorded"."""
+    import importlib
+
+    from fournil.release.facts import gather
+    from fournil.release.records import Records
+    from fournil.runs import get_stage
+
+    run_dir = make_run(tmp_path / "run")
+    manifest = run_dir / stage / "manifest.json"
+    if manifest.is_file():  # the stage writes the figure under its new name
+        data = json.loads(manifest.read_text())
+        data["figures"][old + "_renamed"] = data["figures"].pop(old)
+        manifest.write_text(json.dumps(data))
+    ctx = context(run_dir)
+    module_name, class_name = get_stage(stage).figures.split(":")
+    module = importlib.import_module(module_name)
+    monkeypatch.setattr(module, class_name, _renamed(getattr(module, class_name), old, old + "_renamed"))
+    with pytest.raises(AttributeError, match=old):
+        gather(Records.from_context(ctx), ctx.recipe, ctx.out)

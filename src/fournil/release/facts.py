@@ -12,8 +12,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
+from fournil.corpus.figures import CorpusFigures, Step, StepCounts
+from fournil.evaluate.figures import CheckpointScores, EvaluateFigures, Memorisation, ReferenceScores, TaskDetails
+from fournil.mixture.figures import LanguageMixture, MixtureFigures
 from fournil.release.records import Records, dig
 from fournil.schema import Figures
+from fournil.sft.figures import SftFigures
+from fournil.tokenizer.figures import LanguageTokens, TokenizerFigures
 from fournil.train.figures import Device, Energy, TrainFigures
 
 
@@ -25,16 +32,18 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def typed(model: type[Figures], raw: Any, records: Records, stage: str) -> Any:
-    """A stage's figures as its typed model (what the stage declares and writes); figures of the wrong
-    shape are noted as unreadable and read as not recorded."""
-    from pydantic import ValidationError
-
+def older(kind: Any, raw: Any) -> Any:
+    """A figure rebuilt from a stage's file, for a manifest of an older fournil that lacks it, as the figures model
+    types it; None when the file does not hold it in that shape."""
     try:
-        return model.model_validate(raw if isinstance(raw, dict) else {})
+        return TypeAdapter(kind).validate_python(raw)
     except ValidationError:
-        records.missing.append(f"{stage}/manifest.json figures (unreadable)")
-        return model()
+        return None
+
+
+def plain(figures: Figures | None) -> dict:
+    """Typed figures as the plain data the documents render: what the stage recorded, nothing added."""
+    return figures.model_dump(exclude_unset=True) if figures is not None else {}
 
 
 def safetensors_parameters(path: Path) -> int | None:
@@ -58,53 +67,41 @@ def safetensors_parameters(path: Path) -> int | None:
 
 # --- corpus -------------------------------------------------------------------------------------
 
-def _step_list(steps: Any) -> list[tuple[str, dict]]:
-    """Corpus steps as (name, record), whether recorded as a list of records or a name → record map."""
-    if isinstance(steps, dict):
-        return [(str(k), v) for k, v in steps.items() if isinstance(v, dict)]
-    if isinstance(steps, list):
-        return [(str(_first(s.get("step"), s.get("name"), f"step {i}")), s) for i, s in enumerate(steps) if isinstance(s, dict)]
-    return []
-
-
-def _counts(entry: Any) -> dict | None:
+def _counts(entry: StepCounts) -> dict:
     """Documents read, kept and dropped by reason (and characters) of one language at one corpus step."""
-    if not isinstance(entry, dict):
-        return None
-    dropped = entry.get("dropped") if isinstance(entry.get("dropped"), dict) else {}
     return {
-        "read": _num(entry.get("documents_read")),
-        "kept": _num(entry.get("documents_kept")),
-        "characters_read": _num(entry.get("characters_read")),
-        "characters_kept": _num(entry.get("characters_kept")),
-        "dropped": {str(reason): _num(v.get("documents") if isinstance(v, dict) else v) for reason, v in dropped.items()},
-        "counts": entry.get("counts") if isinstance(entry.get("counts"), dict) else {},
+        "read": entry.documents_read,
+        "kept": entry.documents_kept,
+        "characters_read": entry.characters_read,
+        "characters_kept": entry.characters_kept,
+        "dropped": {reason: c.documents for reason, c in (entry.dropped or {}).items()},
+        "counts": entry.counts or {},
     }
 
 
 def corpus_steps(records: Records) -> list[dict]:
-    """The corpus funnel: per step, per language counts and examples of dropped text."""
+    """The corpus funnel: per step, per language counts and examples of dropped text (stats.json)."""
     stats = records.json("corpus", "stats.json")
-    steps = _first(records.figure("corpus", "steps"), dig(stats, "steps"))
-    all_examples = dig(stats, "examples") if isinstance(dig(stats, "examples"), dict) else {}
+    examples = dig(stats, "examples") if isinstance(dig(stats, "examples"), dict) else {}
+    steps = records.figures("corpus").steps
     out = []
-    for name, record in _step_list(steps):
-        per_language = record.get("per_language") if isinstance(record.get("per_language"), dict) else {}
-        langs = {lang: c for lang, c in ((lang, _counts(v)) for lang, v in per_language.items()) if c}
-        examples = all_examples.get(name) if isinstance(all_examples.get(name), dict) else {}
-        out.append({"step": name, "per_language": langs, "examples": examples})
+    for i, step in enumerate(steps if steps is not None else older(list[Step], dig(stats, "steps")) or []):
+        name = step.step or f"step {i}"
+        found = examples.get(name)
+        out.append({"step": name, "per_language": {lang: _counts(c) for lang, c in (step.per_language or {}).items()},
+                    "examples": found if isinstance(found, dict) else {}})
     return out
 
 
 def funnel(steps: list[dict], languages: list[str]) -> dict[str, list[tuple[str, float | None]]]:
-    """Per language: documents read by the first step, then documents kept after each step."""
+    """Per language: the documents the first step read ("input"), then the documents kept after each step."""
     result = {}
     for lang in languages:
         points: list[tuple[str, float | None]] = []
         for i, step in enumerate(steps):
             counts = step["per_language"].get(lang)
             if i == 0:
-                points.append(("read", counts["read"] if counts else None))
+                points.append(("input", counts["read"] if counts else None))
             points.append((step["step"], counts["kept"] if counts else None))
         result[lang] = points
     return result
@@ -135,18 +132,11 @@ def plan_groups(plan: Any) -> list[dict]:
 
 # --- evaluation ---------------------------------------------------------------------------------
 
-MEMORISATION_FIGURES = ("canaries", "extracted", "extraction_rate", "suffix_token_accuracy", "loss", "loss_ratio")
-
-
-def memorisation_rows(by_repeats: Any) -> list[dict] | None:
-    """The evaluate stage's `memorisation[repeats] = {canaries, extracted, ...}` as rows by repeat count
-    (0 = the never-planted controls), or None when not recorded."""
-    if not isinstance(by_repeats, dict):
-        return None
-    rows = []
-    for repeats, cell in by_repeats.items():
-        if isinstance(cell, dict) and str(repeats).isdigit():
-            rows.append({"repeats": int(repeats), **{k: _num(cell.get(k)) for k in MEMORISATION_FIGURES}})
+def memorisation_rows(by_repeats: dict[str, Memorisation] | None) -> list[dict] | None:
+    """The evaluate stage's `memorisation[repeats]` as rows by repeat count (0 = the never-planted controls),
+    or None when not recorded."""
+    rows = [{"repeats": int(repeats), **m.model_dump(include=set(Memorisation.model_fields))}
+            for repeats, m in (by_repeats or {}).items() if repeats.isdigit()]
     return sorted(rows, key=lambda r: r["repeats"]) or None
 
 
@@ -173,23 +163,23 @@ def results_task_details(results: Any) -> dict:
             for name, t in (tasks.items() if isinstance(tasks, dict) else ()) if isinstance(t, dict)}
 
 
-def task_rows(details: Any, reference: Any) -> list[dict]:
+def task_rows(details: dict[str, TaskDetails] | None, reference: ReferenceScores | None) -> list[dict]:
     """One row per task: its headline score, standard error, examples, shots and chance level, by language, with the
     reference system's published score when the recipe names one (a reference task the run did not score: value None),
     divided by 100 when published in percent of a fraction, so that it reads in the model's unit."""
     rows = []
-    scores = dig(reference, "scores") if isinstance(dig(reference, "scores"), dict) else {}
-    scale = 100 if dig(reference, "percent") is True else 1
+    scores = (reference.scores if reference else None) or {}
+    scale = 100 if reference and reference.percent is True else 1
     published = {name: v / scale for name, v in scores.items() if _num(v) is not None}
-    for name, t in (details.items() if isinstance(details, dict) else ()):
-        metrics = t.get("metrics") if isinstance(t, dict) and isinstance(t.get("metrics"), dict) else {}
-        headline = t.get("headline") or next((m for m, v in metrics.items() if isinstance(v, dict)), None)
+    for name, t in (details or {}).items():
+        metrics = t.metrics or {}
+        headline = t.headline or next((m for m, v in metrics.items() if isinstance(v, dict)), None)
         cell = metrics.get(headline) if isinstance(metrics.get(headline), dict) else {}
-        rows.append({"task": name, "languages": "-".join(t.get("languages") or []) or "all", "metric": headline,
+        rows.append({"task": name, "languages": "-".join(t.languages or []) or "all", "metric": headline,
                      "value": _num(cell.get("value")), "stderr": _num(cell.get("stderr")),
-                     "examples": _num(_first(cell.get("examples"), t.get("examples"))), "shots": _num(t.get("num_fewshot")),
+                     "examples": _num(_first(cell.get("examples"), t.examples)), "shots": t.num_fewshot,
                      "chance": _num(metrics.get("chance")), "reference": published.get(name),
-                     "harness": t.get("harness"), "dataset": t.get("dataset") if isinstance(t.get("dataset"), dict) else None})
+                     "harness": t.harness, "dataset": t.dataset})
     for name, value in published.items():
         if name not in (details or {}):
             rows.append({"task": name, "languages": None, "metric": None, "value": None, "stderr": None, "examples": None,
@@ -197,18 +187,25 @@ def task_rows(details: Any, reference: Any) -> list[dict]:
     return sorted(rows, key=lambda r: (r["languages"] is None, r["languages"] or "", r["task"]))
 
 
-def task_curves(checkpoints: Any, rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
+def bpb_curves(checkpoints: list[CheckpointScores] | None) -> dict[str, list[tuple[float, float]]]:
+    """lang → (tokens seen, bits per byte) at each pretraining checkpoint the evaluate stage scored (the tuned
+    model, another objective, is left out): the held-out sample of the trainer's evaluations, so one curve."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for c in checkpoints or []:
+        for lang, value in (c.bits_per_byte or {}).items():
+            if c.name != "sft" and c.tokens_seen is not None and _num(value) is not None:
+                curves.setdefault(lang, []).append((c.tokens_seen, value))
+    return curves
+
+
+def task_curves(checkpoints: list[CheckpointScores] | None, rows: list[dict]) -> dict[str, list[tuple[float, float]]]:
     """task → (tokens seen, headline score) at each evaluated checkpoint that recorded both."""
     curves: dict[str, list[tuple[float, float]]] = {}
-    for c in checkpoints if isinstance(checkpoints, list) else ():
-        tokens, tasks = _num(dig(c, "tokens_seen")), dig(c, "tasks")
+    for c in checkpoints or []:
         for r in rows:
-            value = tasks.get(r["task"]) if isinstance(tasks, dict) else None
-            if isinstance(value, dict):  # a results.json entry rather than the manifest's headline value
-                value = dig(value, f"metrics.{value.get('headline')}.value")
-            value = _num(value)
-            if tokens is not None and value is not None:
-                curves.setdefault(r["task"], []).append((tokens, value))
+            value = _num((c.tasks or {}).get(r["task"]))
+            if c.tokens_seen is not None and value is not None:
+                curves.setdefault(r["task"], []).append((c.tokens_seen, value))
     return curves
 
 
@@ -255,18 +252,17 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
     release = recipe.release
     name = release.model_name or recipe.name
 
-    corpus_lang = records.figure("corpus", "per_language") or {}
+    cf: CorpusFigures = records.figures("corpus")
     steps = corpus_steps(records)
-
-    tok_lang = _first(records.figure("tokenizer", "per_language"),
-                      dig(records.json("tokenizer", "tokenizer_report.json"), "results.0.per_language")) or {}
+    tk: TokenizerFigures = records.figures("tokenizer")
+    mf: MixtureFigures = records.figures("mixture")
+    ef: EvaluateFigures = records.figures("evaluate")
 
     groups = plan_groups(records.json("mixture", "plan.json"))
     headers = shard_headers(records) if not groups else []
-    mix_lang = records.figure("mixture", "per_language") or {}
     mixture = {}
     for lang in languages:
-        fig = mix_lang.get(lang) or {}
+        fig = (mf.per_language or {}).get(lang) or LanguageMixture()
         by_category: dict[str, dict] = defaultdict(lambda: {"tokens": 0, "planned_tokens": None})
         for g in groups:
             if g["lang"] == lang and _num(g.get("tokens")) is not None:
@@ -278,17 +274,17 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
             if h["lang"] == lang and _num(h.get("tokens")) is not None:
                 by_category[str(h.get("category", "unknown"))]["tokens"] += h["tokens"]
         mixture[lang] = {
-            "documents": _num(fig.get("documents")),
-            "available_tokens": _num(fig.get("tokens")),
-            "planned_tokens": _num(fig.get("planned_tokens")),
-            "share": _num(fig.get("share")),
-            "epochs": _num(fig.get("epochs")),
-            "max_group_epochs": _num(fig.get("max_group_epochs")),
+            "documents": fig.documents,
+            "available_tokens": fig.tokens,
+            "planned_tokens": fig.planned_tokens,
+            "share": fig.share,
+            "epochs": fig.epochs,
+            "max_group_epochs": fig.max_group_epochs,
             "target_share": recipe.languages.get(lang),
             "by_category": dict(by_category),
         }
 
-    tf = typed(TrainFigures, records.figure("train", ""), records, "train")
+    tf: TrainFigures = records.figures("train")
     energy = tf.energy or Energy()
     train = {
         "steps": tf.steps,
@@ -313,10 +309,11 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
         "architecture": (config.get("architectures") or ["fournil"])[0] if config else None,
     }
 
-    eval_lang = records.figure("evaluate", "per_language") or {}
-    results = records.json("evaluate", "results.json")
-    reference = records.figure("evaluate", "reference")
-    rows = task_rows(_first(records.figure("evaluate", "task_details"), results_task_details(results)), reference)
+    results = records.json("evaluate", "results.json") if None in (ef.task_details, ef.tasks, ef.memorisation) else None
+    details = ef.task_details if ef.task_details is not None else older(dict[str, TaskDetails], results_task_details(results))
+    rows = task_rows(details, ef.reference)
+    tok_lang = tk.per_language if tk.per_language is not None else older(
+        dict[str, LanguageTokens], dig(records.json("tokenizer", "tokenizer_report.json"), "results.0.per_language"))
     return {
         "name": name,
         "recipe": recipe.name,
@@ -324,29 +321,28 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
         "proxy": recipe.proxy.model_dump() if recipe.proxy else None,
         "languages": languages,
         "release": release.model_dump(),
-        "corpus": {"per_language": {lang: corpus_lang.get(lang) or {} for lang in languages}, "steps": steps,
-                   "funnel": funnel(steps, languages)},
+        "corpus": {"per_language": {lang: plain((cf.per_language or {}).get(lang)) for lang in languages}, "steps": steps,
+                   "funnel": funnel(steps, languages),
+                   "harmful_lists": {lang: plain(h) for lang, h in (cf.harmful_lists or {}).items()}},
         "tokenizer": {
-            "vocab_size": _num(_first(records.figure("tokenizer", "vocab_size"), config.get("vocab_size") if config else None)),
-            "sha256": records.figure("tokenizer", "sha256"),
-            "special_tokens": records.figure("tokenizer", "special_tokens") or {},
-            "per_language": {lang: tok_lang.get(lang) or {} for lang in languages},
+            "vocab_size": _first(tk.vocab_size, _num(config.get("vocab_size")) if config else None),
+            "sha256": tk.sha256,
+            "special_tokens": plain(tk.special_tokens),
+            "per_language": {lang: plain((tok_lang or {}).get(lang)) for lang in languages},
         },
-        "mixture": {"per_language": mixture, "groups": groups, "budget_tokens": _num(records.figure("mixture", "budget_tokens")),
+        "mixture": {"per_language": mixture, "groups": groups, "budget_tokens": mf.budget_tokens,
                     "stages": dig(records.json("mixture", "plan.json"), "stages") or []},
         "train": train,
         "sft": sft,
         "curves": train_series(records.jsonl("train", "log.jsonl")),
         "model": model,
-        "evaluate": {"per_language": {lang: eval_lang.get(lang) or {} for lang in languages},
-                     "memorisation": memorisation_rows(_first(records.figure("evaluate", "memorisation"),
-                                                              dig(results, "memorisation.by_repeats"))),
-                     "tasks": _first(records.figure("evaluate", "tasks"), results_tasks(results)) or {},
-                     "task_rows": rows, "reference": reference if isinstance(reference, dict) else None,
-                     "harness_skipped": sorted(_first(dig(records.figure("evaluate", "harness"), "skipped"),
-                                                      dig(results, "harness.skipped")) or {}),
-                     "task_curves": task_curves(_first(records.figure("evaluate", "checkpoints"), dig(results, "checkpoints")), rows),
-                     "results": results},
+        "evaluate": {"per_language": {lang: plain((ef.per_language or {}).get(lang)) for lang in languages},
+                     "memorisation": memorisation_rows(ef.memorisation if ef.memorisation is not None else
+                                                       older(dict[str, Memorisation], dig(results, "memorisation.by_repeats"))),
+                     "tasks": (ef.tasks if ef.tasks is not None else results_tasks(results)) or {},
+                     "task_rows": rows, "reference": plain(ef.reference) or None,
+                     "harness_skipped": sorted((ef.harness.skipped if ef.harness else None) or {}),
+                     "task_curves": task_curves(ef.checkpoints, rows), "bpb_curves": bpb_curves(ef.checkpoints)},
         "canaries": records.json("mixture", "canaries.json"),
         "pii": recipe.corpus.pii,
         "gguf": None,
@@ -359,22 +355,21 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
 
 def sft_facts(records: Records, recipe) -> dict:
     """What instruction tuning did: data per source with licences, steps, energy, and the chat scores."""
-    fig = records.figure("sft", "") or {}
-    energy = fig.get("energy") if isinstance(fig.get("energy"), dict) else {}
-    chat = records.figure("evaluate", "chat") or {}
+    sf: SftFigures = records.figures("sft")
+    energy = sf.energy or Energy()
     return {
-        "tuned": bool(fig.get("instruction_tuned")),
-        "init_from": fig.get("init_from") if recipe.sft and recipe.sft.init_from else None,  # None: this run's base model
-        "template": fig.get("chat_template"),
-        "epochs": _num(fig.get("epochs")),
-        "steps": _num(fig.get("steps")),
-        "tokens": _num(fig.get("tokens")),
-        "wall_seconds": _num(fig.get("wall_seconds")),
-        "energy_kwh": _num(energy.get("kwh")),
-        "co2_kg": _num(energy.get("kg_co2eq")),
-        "sources": [s for s in fig.get("sources") or [] if isinstance(s, dict)],
-        "per_language": fig.get("per_language") or {},
-        "chat": chat if isinstance(chat, dict) else {},
+        "tuned": bool(sf.instruction_tuned),
+        "init_from": sf.init_from if recipe.sft and recipe.sft.init_from else None,  # None: this run's base model
+        "template": sf.chat_template,
+        "epochs": sf.epochs,
+        "steps": sf.steps,
+        "tokens": sf.tokens,
+        "wall_seconds": sf.wall_seconds,
+        "energy_kwh": energy.kwh,
+        "co2_kg": energy.kg_co2eq,
+        "sources": [plain(source) for source in sf.sources or []],
+        "per_language": {lang: plain(f) for lang, f in (sf.per_language or {}).items()},
+        "chat": {lang: plain(c) for lang, c in (records.figures("evaluate").chat or {}).items()},
     }
 
 

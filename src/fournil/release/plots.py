@@ -134,12 +134,23 @@ def training(facts: dict) -> str | None:
     return _uri(fig)
 
 
+def _bpb_history(facts: dict) -> dict[str, list[tuple[float, float]]]:
+    """lang → (tokens seen, bits per byte) from the trainer's evaluations (train/log.jsonl)."""
+    history: dict[str, list[tuple[float, float]]] = {}
+    for e in facts["curves"]["eval"]:
+        for lang, value in e["bits_per_byte"].items():
+            if e["tokens"] is not None and isinstance(value, int | float):
+                history.setdefault(lang, []).append((e["tokens"], value))
+    return history
+
+
 def evaluation(facts: dict) -> str | None:
-    """Bits per byte per language next to the unigram baseline, and over tokens seen during training."""
+    """Bits per byte per language next to the unigram baseline, and over tokens seen: the trainer's evaluations as lines,
+    the evaluate stage's checkpoints as squares (both score the same held-out sample, so the squares sit on the lines)."""
     per_language = facts["evaluate"]["per_language"]
     langs = [lang for lang in facts["languages"] if isinstance(per_language[lang].get("bits_per_byte"), int | float)]
-    history = [e for e in facts["curves"]["eval"] if e["tokens"] is not None]
-    if not langs and not history:
+    history, scored = _bpb_history(facts), facts["evaluate"]["bpb_curves"]
+    if not langs and not history and not scored:
         return None
     fig, (bars, lines) = plt.subplots(1, 2, figsize=(10, 3.6))
     width = 0.38
@@ -152,12 +163,16 @@ def evaluation(facts: dict) -> str | None:
     bars.set_ylabel("bits per byte (lower is better)")
     bars.set_title("Held-out bits per byte")
     bars.legend(fontsize=8)
-    if history:
+    if history or scored:
         for i, lang in enumerate(facts["languages"]):
-            points = [(e["tokens"], e["bits_per_byte"][lang]) for e in history
-                      if isinstance(e["bits_per_byte"].get(lang), int | float)]
+            points = sorted(history.get(lang, []))
             if points:
-                lines.plot([t for t, _ in points], [v for _, v in points], marker="o", color=_colour(i), label=lang)
+                lines.plot([t for t, _ in points], [v for _, v in points], marker="o", markersize=3, color=_colour(i),
+                           label=f"{lang}, training")
+            points = sorted(scored.get(lang, []))
+            if points:
+                lines.plot([t for t, _ in points], [v for _, v in points], linestyle="none", marker="s", markersize=8,
+                           markerfacecolor="none", color=_colour(i), label=f"{lang}, evaluate stage")
         lines.set_xlabel("tokens seen")
         lines.set_ylabel("bits per byte")
         lines.set_title("Bits per byte over training")
@@ -169,11 +184,13 @@ def evaluation(facts: dict) -> str | None:
 
 
 def tasks(facts: dict) -> str | None:
-    """Each task's headline score against tokens seen: one panel per language (translation in its own), chance dashed."""
+    """Each task's headline score against tokens seen: one panel per language (translation in its own), chance dashed.
+    With only the final model scored, each task is one point and the panels say how to get curves."""
     curves = facts["evaluate"]["task_curves"]
-    rows = [r for r in facts["evaluate"]["task_rows"] if len(curves.get(r["task"], [])) > 1]
+    rows = [r for r in facts["evaluate"]["task_rows"] if curves.get(r["task"])]
     if not rows:
         return None
+    single = all(len(curves[r["task"]]) == 1 for r in rows)
     panels: dict[str, list[dict]] = {}
     for r in rows:
         panels.setdefault("translation" if "-" in (r["languages"] or "") else r["languages"], []).append(r)
@@ -185,7 +202,7 @@ def tasks(facts: dict) -> str | None:
             if r["chance"] is not None:
                 ax.axhline(r["chance"], color=_colour(i), linestyle="--", linewidth=1)
         ax.set_title(panel if panel == "translation" else f"Tasks in {panel}")
-        ax.set_xlabel("tokens seen")
+        ax.set_xlabel("tokens seen" + ("\n(final model only; evaluate.checkpoints: all for curves)" if single else ""))
         ax.set_ylabel(", ".join(sorted({r["metric"] for r in members if r["metric"]})))
         ax.legend(fontsize=7)
     return _uri(fig)

@@ -12,8 +12,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from fournil.errors import FournilError
-from fournil.runs import MANIFEST
+from fournil.runs import MANIFEST, figures_model, get_stage
+from fournil.schema import Figures
 
 NOT_RECORDED = "not recorded"
 
@@ -79,9 +82,20 @@ class Records:
         found = self.json(stage, MANIFEST)
         return found if isinstance(found, dict) else None
 
-    def figure(self, stage: str, dotted: str) -> Any:
-        """manifest["figures"][...] of a stage, or None."""
-        return dig(self.manifest(stage), f"figures.{dotted}" if dotted else "figures")
+    def figures(self, stage: str) -> Figures:
+        """A stage's figures as its typed model (`runs.STAGES`), read by the model's field names: a figure renamed
+        in the model but not here is an AttributeError, not a silent "not recorded". Without a manifest every
+        figure is None; figures of another shape are noted as unreadable and read so too."""
+        key = (stage, "figures")
+        if key not in self._cache:
+            model = figures_model(get_stage(stage))
+            raw = dig(self.manifest(stage), "figures")
+            try:
+                self._cache[key] = model.model_validate(raw if isinstance(raw, dict) else {})
+            except ValidationError:
+                self.missing.append(f"{stage}/{MANIFEST} figures (unreadable)")
+                self._cache[key] = model()
+        return self._cache[key]
 
     def jsonl(self, stage: str, relpath: str) -> list[dict]:
         """The JSON objects of a log, skipping (and counting) lines that are not objects."""

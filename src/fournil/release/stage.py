@@ -27,7 +27,7 @@ def export_model(ctx: StageContext, records: Records) -> tuple[list[str] | None,
     release holds fournil's own model folder (which `fournil generate`, `chat` and `evaluate` read)."""
     hf = importlib.import_module("fournil.model.hf")  # imported late: torch is only needed here
 
-    tuned = bool(records.figure("sft", "instruction_tuned"))
+    tuned = bool(records.figures("sft").instruction_tuned)
     stage = "sft" if tuned else "train"  # the chat model when the run tuned one, else the base model
     final = (records.dir(stage) or ctx.run_dir / stage) / "final"
     if not (final / "model.safetensors").is_file():
