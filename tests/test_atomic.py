@@ -27,8 +27,8 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
 
 def test_no_module_but_fournil_atomic_renames_a_file_into_place():
     """One helper instead of eight: a temporary file renamed over its target anywhere else is a copy of it
-    (checkpoints, whole folders renamed at once, are the one exception)."""
+    (whole folders renamed at once, checkpoints and a sweep's shared stages, are the exceptions)."""
     renames = re.compile(r"os\.replace\(|os\.rename\(|\.replace\((tmp|path|target)|\.rename\(")
     found = [str(p.relative_to(SRC)) for p in sorted(SRC.rglob("*.py")) if p.name != "atomic.py"
              for line in p.read_text(encoding="utf-8").splitlines() if renames.search(line)]
-    assert found == ["train/checkpoint.py"]
+    assert found == ["sweep/share.py", "train/checkpoint.py"]

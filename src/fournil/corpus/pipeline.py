@@ -12,9 +12,9 @@ datatrove's completion markers let an interrupted run redo only unfinished tasks
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
-import os
 from pathlib import Path
 from typing import Any
 

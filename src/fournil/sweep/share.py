@@ -14,6 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
+from fournil.atomic import replacing
 from fournil.runs import MANIFEST
 
 
@@ -53,8 +54,7 @@ def own_copies(stage_dir: Path) -> int:
     count = 0
     for path in sorted(stage_dir.rglob("*")):
         if path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1:
-            copy = path.with_name(path.name + ".own")
-            shutil.copy2(path, copy)
-            os.replace(copy, path)
+            with replacing(path) as copy:
+                shutil.copy2(path, copy)
             count += 1
     return count
