@@ -55,7 +55,8 @@ def test_loss_equals_cross_entropy_of_logits_with_gradients(variant):
 
 @pytest.mark.parametrize("z_loss", [0.0, 1e-2])
 @pytest.mark.parametrize("tied", [False, True])
-def test_fused_summed_loss_equals_cross_entropy_of_logits_in_many_chunks(monkeypatch, z_loss, tied):
+@pytest.mark.parametrize("rows", [False, True])  # only the positions with a target through the head (SFT)
+def test_fused_summed_loss_equals_cross_entropy_of_logits_in_many_chunks(monkeypatch, z_loss, tied, rows):
     model = build(tie_embeddings=tied)
     x, targets = torch.randint(0, 512, (3, 40)), torch.randint(0, 512, (3, 40))
     targets[1, 10:30] = -100
@@ -68,7 +69,8 @@ def test_fused_summed_loss_equals_cross_entropy_of_logits_in_many_chunks(monkeyp
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     monkeypatch.setattr("fournil.model.llama.CE_CHUNK_LOGITS", 512 * 7)  # 7 tokens a chunk, a ragged last one
-    total, per_token = model(x, targets, reduction="sum", z_loss=z_loss)
+    target_rows = valid.flatten().nonzero()[:, 0] if rows else None
+    total, per_token = model(x, targets, reduction="sum", z_loss=z_loss, target_rows=target_rows)
     assert total.shape == () and per_token.shape == (3, 40) and not per_token.requires_grad
     torch.testing.assert_close(per_token, ce.detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(total, reference.detach(), rtol=1e-5, atol=1e-5)

@@ -120,3 +120,38 @@ def test_document_masking_changes_the_loss_only_after_a_boundary(tmp_path):
     torch.testing.assert_close(masked[first_document], packed[first_document], rtol=1e-5, atol=1e-6)
     differs = (masked - packed).abs() > 1e-5
     assert differs[~first_document].float().mean() > 0.9  # the second document no longer sees the first
+
+
+class AnswerSampler(ToySampler):
+    """The toy stream with targets on the second half of each row only, as SFT's answer-only loss leaves them."""
+
+    def next_batch(self) -> Batch:
+        b = super().next_batch()
+        targets = b.targets.clone()
+        targets[:, : SEQ_LEN // 2] = -100
+        return dataclasses.replace(b, targets=targets)
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_only_positions_with_a_target_reach_the_head_when_few_have_one(tmp_path, sparse):
+    """SFT's targets (half the positions here) send only their rows through the head, computed on the host;
+    pretraining's dense targets send all. The step is the same either way (loss and weights)."""
+    runs = {}
+    for rows_on in (True, False):
+        trainer = make_trainer(tmp_path / str(rows_on), config(max_steps=1))
+        trainer.sampler = AnswerSampler(4) if sparse else ToySampler(4)
+        seen, forward = [], trainer.model.forward
+
+        def spy(input_ids, targets=None, target_rows=None, **rest):  # noqa: ANN001, ANN202
+            seen.append(target_rows)
+            return forward(input_ids, targets=targets, target_rows=target_rows if rows_on else None, **rest)
+
+        trainer.model.forward = spy
+        trainer.train_step()
+        runs[rows_on] = (torch.stack(trainer.records)[:, 0], [p.detach().clone() for p in trainer.model.parameters()])
+        expected = (trainer.sampler.__class__(4).next_batch().targets.flatten() != -100).nonzero()[:, 0]
+        assert len(seen) == trainer.accumulation
+        assert all(torch.equal(r, expected) for r in seen) if sparse else all(r is None for r in seen)
+    torch.testing.assert_close(runs[True][0], runs[False][0], rtol=1e-6, atol=1e-6)
+    for a, b in zip(runs[True][1], runs[False][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

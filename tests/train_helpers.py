@@ -72,8 +72,8 @@ def poisoned_model(model: Llama, factor: float) -> Llama:
     """`model`, whose loss is multiplied by `factor` on batches holding the POISON token."""
     forward = model.forward
 
-    def poisoned(input_ids, targets, document_ids=None, reduction="sum", z_loss=0.0):  # noqa: ANN001, ANN202
-        total, ce = forward(input_ids, targets=targets, document_ids=document_ids, reduction=reduction, z_loss=z_loss)
+    def poisoned(input_ids, targets, document_ids=None, reduction="sum", z_loss=0.0, target_rows=None):  # noqa: ANN001, ANN202
+        total, ce = forward(input_ids, targets=targets, document_ids=document_ids, reduction=reduction, z_loss=z_loss, target_rows=target_rows)
         factor_here = torch.where((input_ids == POISON).any(), torch.tensor(factor, device=ce.device), torch.tensor(1.0, device=ce.device))
         return total * factor_here, ce * factor_here
 

@@ -135,12 +135,16 @@ class OutputHead(nn.Linear):
     """The vocabulary projection; given targets, it returns losses instead of logits. The loss goes
     through this module's forward so that wrappers hooking it (FSDP) see the weight used."""
 
-    def forward(self, x: Tensor, targets: Tensor | None = None, reduction: str = "none", z_loss: float = 0.0):
+    def forward(self, x: Tensor, targets: Tensor | None = None, reduction: str = "none", z_loss: float = 0.0,
+                target_rows: Tensor | None = None):
         if targets is None:
             return super().forward(x)
         if reduction not in ("none", "sum"):
             raise ValueError(f"reduction {reduction!r}: 'none' (per-token losses) or 'sum' (training)")
         h, t = x.reshape(-1, x.shape[-1]), targets.reshape(-1)
+        if reduction == "sum" and target_rows is not None and target_rows.numel():  # only the positions with a target reach the head
+            total, picked = FusedLinearCrossEntropy.apply(h.index_select(0, target_rows), self.weight, t.index_select(0, target_rows), z_loss)
+            return total, torch.zeros_like(t, dtype=picked.dtype).index_copy_(0, target_rows, picked).view(targets.shape)
         if reduction == "sum":
             total, losses = FusedLinearCrossEntropy.apply(h, self.weight, t, z_loss)
             return total, losses.view(targets.shape)
@@ -205,12 +209,15 @@ class Llama(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, input_ids: Tensor, targets: Tensor | None = None, document_ids: Tensor | None = None,
-                cache: KVCache | None = None, reduction: str = "none", z_loss: float = 0.0):
+                cache: KVCache | None = None, reduction: str = "none", z_loss: float = 0.0, target_rows: Tensor | None = None):
         """Logits [B, T, V]; or, given targets, the cross-entropy of each token [B, T] in float32, 0 where
         the target is -100. With `reduction="sum"` (training), the pair (Σ cross-entropy + z_loss · Σ
         log-sum-exp², a differentiable 0-d tensor; the per-token cross-entropy [B, T], detached), from
-        a fused head that never holds the logits. With document_ids, a token attends only to earlier
-        tokens of its own document. With a cache (generation), input_ids continue the positions already in it."""
+        a fused head that never holds the logits; `target_rows` (the flat indices of the positions
+        with a target, known to the caller on the host, so no device sync) sends only those through
+        the head, which SFT's answer-only loss makes a third of them. With document_ids, a token attends
+        only to earlier tokens of its own document. With a cache (generation), input_ids continue the
+        positions already in it."""
         T = input_ids.shape[1]
         offset = cache.length if cache is not None else 0
         if offset + T > self.config.context_length:
@@ -229,7 +236,7 @@ class Llama(nn.Module):
             cache.length += T
         if targets is None:
             return self.lm_head(self.norm(x))
-        return self.lm_head(self.norm(x), targets, reduction, z_loss)
+        return self.lm_head(self.norm(x), targets, reduction, z_loss, target_rows)
 
     def _attention_mask(self, positions: Tensor, offset: int, document_ids: Tensor | None) -> Tensor | None:
         """None for plain causal attention (the fast path); otherwise a boolean mask, or with ALiBi

@@ -42,6 +42,9 @@ from fournil.train.optim import build_optimizers
 from fournil.train.schedule import lr_at
 
 IGNORE = -100
+# Below this share of positions with a target (SFT's answer-only loss: about a third), only those go
+# through the output head; pretraining's few ignored document ends are not worth the gather.
+SPARSE_TARGETS = 0.9
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 FINAL_WINDOW = 20  # steps the final loss is averaged over
 
@@ -200,29 +203,32 @@ class Trainer:
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
-    def _micro_loss(self, x: torch.Tensor, y: torch.Tensor, doc: torch.Tensor | None, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _micro_loss(self, x: torch.Tensor, y: torch.Tensor, doc: torch.Tensor | None, scale: torch.Tensor,
+                    rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss to differentiate, per-token cross-entropy [B, T] for the records)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            total, ce = self.model(x, targets=y, document_ids=doc, reduction="sum", z_loss=self.cfg.z_loss)
+            total, ce = self.model(x, targets=y, document_ids=doc, reduction="sum", z_loss=self.cfg.z_loss, target_rows=rows)
         return total * scale, ce
 
     def train_step(self) -> None:
         L = len(self.languages)
         batches = [self.sampler.next_batch() for _ in range(self.accumulation)]
         counts = torch.zeros(1 + L, dtype=torch.float32)
+        target_rows = []  # per micro-batch, on the host: the positions with a target when few enough have one
         for batch in batches:
             valid = batch.targets != IGNORE
             counts[0] += valid.sum()
             counts[1:] += torch.bincount(batch.lang_ids[valid], minlength=L)[:L]
+            target_rows.append(valid.flatten().nonzero()[:, 0] if valid.float().mean() < SPARSE_TARGETS else None)
         counts = all_reduce_sum(self._to_device(counts), self.topo)
         scale = self.topo.world_size / counts[0].clamp(min=1)
         sums = torch.zeros(1 + L, dtype=torch.float32, device=self.device)
         for i, batch in enumerate(batches):
             x, y = self._to_device(batch.input_ids), self._to_device(batch.targets)
             doc = self._to_device(batch.document_ids) if self.cfg.document_masking else None
-            lang = self._to_device(batch.lang_ids)
+            lang, rows = self._to_device(batch.lang_ids), self._to_device(target_rows[i])
             with self._grad_sync(i == len(batches) - 1):
-                loss, ce = self._micro_loss(x, y, doc, scale)
+                loss, ce = self._micro_loss(x, y, doc, scale, rows)
                 loss.backward()
             ce = ce.detach().float()
             sums[0] += ce.sum()
