@@ -11,6 +11,7 @@ pipeline.
 from __future__ import annotations
 
 import re
+from itertools import chain, count, filterfalse, repeat
 from pathlib import Path
 from typing import Any
 
@@ -51,67 +52,109 @@ def load_settings(lang: str, settings_dir: Path | None = None) -> dict[str, Any]
     return settings
 
 
-class NGrams:
-    """The n-grams of a word sequence as exact ids, for n = 1, 2, ... in turn.
+class Repetition:
+    """Word n-gram repetition of many documents at once, with exact ids, for n = 1, 2, ... in turn.
 
-    No hashing: a word's id is its rank of first occurrence, an n-gram's id the rank of its
-    (n-1)-gram and last word among the document's n-grams, so the same document gives the same
-    ids, counts and choices in every process (Python's `hash` is salted per process).
-    `occurrences(n)` sorts the n-grams once, the position riding in the low bits of the key, so
-    equal n-grams are grouped with their earliest occurrence first without an argsort.
+    Per document and n it gives the count of the most frequent n-gram, the characters of the
+    first-occurring n-gram of that count, and the characters inside n-grams that repeat an earlier
+    one (Gopher's top and duplicated n-gram rules). No hashing: a word's id is the position of its
+    first occurrence in its document, an n-gram's id combines the rank of its (n-1)-gram and its
+    last word's id, so the figures are the same in every process (Python's `hash` is salted). An
+    n-gram can only repeat where the (n-1)-grams at its position and the next both repeat, so each
+    n sorts only those candidates (half the words for bigrams, a few percent once n passes 3), and
+    all documents of a batch share each numpy call: per-call overhead, not sorting, is what a
+    document at a time would cost.
     """
 
-    def __init__(self, words: list[str]):
-        distinct = dict.fromkeys(words)
-        index = dict(zip(distinct, range(len(distinct))))
-        self.words = np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
-        self.vocabulary = len(index)
-        self.bits = max(1, len(words).bit_length())
-        self.n, self.ids, self.sorted = 1, self.words, None
+    def __init__(self, documents: list[list[str]], top_ns: set[int], dup_ns: set[int]):
+        sizes = list(map(len, documents))
+        words = sum(sizes)
+        offsets = np.zeros(len(documents) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        self.ids = np.fromiter(chain.from_iterable(map({}.setdefault, d, count(o)) for d, o in zip(documents, offsets.tolist())),
+                               dtype=np.int64, count=words)
+        lengths = np.fromiter(map(len, chain.from_iterable(documents)), dtype=np.int64, count=words)
+        self.chars = np.zeros(words + 1, dtype=np.int64)  # characters before each word
+        np.cumsum(lengths, out=self.chars[1:])
+        self.totals = (self.chars[offsets[1:]] - self.chars[offsets[:-1]]).tolist()
+        self.offsets, self.words, self.documents = offsets, words, len(documents)
+        self.doc_of = np.repeat(np.arange(len(documents)), sizes)
+        self.bits = max(1, words.bit_length())
+        self.packed = 3 * self.bits <= 62  # an id (< words²) and a position fit in one int64 key
+        self.top: dict[int, tuple[list[int], list[int]]] = {}  # n → per document (count, characters)
+        self.dup: dict[int, tuple[list[bool], list[int]]] = {}  # n → per document (any repeat, characters covered)
+        # n = 1: every occurrence of a repeated word (ascending) and its id; the later occurrences
+        self.reps = np.flatnonzero(np.bincount(self.ids, minlength=words)[self.ids] > 1)
+        self.rank = self.ids[self.reps]
+        self.repeats = self.reps[self.rank != self.reps]
+        for n in range(1, max(top_ns | dup_ns, default=0) + 1):
+            if n > 1:
+                self._next(n)
+            if n in top_ns:
+                self.top[n] = self._top(n)
+            if n in dup_ns:
+                self.dup[n] = self._covered(n)
 
-    def occurrences(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of the n-grams sorted by n-gram then position, and where a run of equal n-grams starts."""
-        while self.n < n:
-            self.ids = self._dense()[:-1] * self.vocabulary + self.words[self.n:]
-            self.n, self.sorted = self.n + 1, None
-        if self.sorted is None:
-            self.sorted = self._sort(self.ids)
-        return self.sorted
-
-    def _dense(self) -> np.ndarray:
-        """The current n-grams' ids as ranks 0, 1, ... (word ids already are)."""
-        if self.n == 1:
-            return self.words
-        positions, starts = self.occurrences(self.n)
-        dense = np.empty(len(positions), dtype=np.int64)
-        dense[positions] = np.cumsum(starts) - 1
-        return dense
-
-    def _sort(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        positions = np.arange(len(keys), dtype=np.int64)
-        if len(keys) and int(keys.max()) < 2 ** (62 - self.bits):
-            packed = np.sort((keys << self.bits) | positions)
+    def _next(self, n: int) -> None:
+        reps = self.reps
+        follows = reps[1:] == reps[:-1] + 1  # the (n-1)-gram one word on repeats too
+        if n == 2:  # and is in the same document
+            start = np.zeros(self.words + 1, dtype=bool)
+            start[self.offsets] = True
+            follows &= ~start[reps[1:]]
+        candidates = reps[:-1][follows]
+        keys = self.rank[:-1][follows] * self.words + self.ids[candidates + n - 1]
+        if self.packed:
+            packed = np.sort((keys << self.bits) | candidates)
             grams, positions = packed >> self.bits, packed & ((1 << self.bits) - 1)
-        else:  # a document too long for the packed key
-            order = np.lexsort((positions, keys))
-            grams, positions = keys[order], order
-        starts = np.ones(len(grams), dtype=bool)
-        starts[1:] = grams[1:] != grams[:-1]
-        return positions, starts
+        else:  # too many words for the packed key
+            order = np.lexsort((candidates, keys))
+            grams, positions = keys[order], candidates[order]
+        starts = np.empty(len(grams), dtype=bool)
+        starts[:1] = True
+        np.not_equal(grams[1:], grams[:-1], out=starts[1:])
+        groups = np.cumsum(starts)
+        many = np.bincount(groups)[groups] > 1
+        rank = np.zeros(self.words, dtype=np.int64)  # back in position order, without a sort
+        rank[positions[many]] = groups[many]
+        self.reps = np.flatnonzero(rank)
+        self.rank = rank[self.reps]
+        self.repeats = np.sort(positions[~starts])  # every occurrence after an n-gram's first
+
+    def _top(self, n: int) -> tuple[list[int], list[int]]:
+        top = np.ones(self.documents, dtype=np.int64)
+        chars = np.zeros(self.documents, dtype=np.int64)
+        if len(self.reps):
+            counts = np.bincount(self.rank)[self.rank]  # per occurrence, its n-gram's count
+            docs = self.doc_of[self.reps]
+            first = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
+            top[docs[first]] = np.maximum.reduceat(counts, first)
+            hit = np.flatnonzero(counts == top[docs])
+            earliest = hit[np.r_[True, docs[hit[1:]] != docs[hit[:-1]]]]  # occurrences are in position order
+            at = self.reps[earliest]
+            chars[docs[earliest]] = self.chars[at + n] - self.chars[at]
+        return top.tolist(), chars.tolist()
+
+    def _covered(self, n: int) -> tuple[list[bool], list[int]]:
+        """Per document: whether an n-gram repeats, and the characters of the words inside repeats."""
+        starts = self.repeats  # ascending; each covers words [start, start + n), within its document
+        if len(starts) == 0:
+            return [False] * self.documents, [0] * self.documents
+        ends = np.maximum.accumulate(starts + n)
+        new = np.r_[True, starts[1:] >= ends[:-1]]  # a run of overlapping repeats begins
+        first, last = np.flatnonzero(new), np.r_[np.flatnonzero(new)[1:] - 1, len(starts) - 1]
+        chars = self.chars[ends[last]] - self.chars[starts[first]]
+        docs = self.doc_of[starts[first]]
+        covered = np.bincount(docs, weights=chars, minlength=self.documents).astype(np.int64)  # exact below 2**53
+        return (np.bincount(docs, minlength=self.documents) > 0).tolist(), covered.tolist()
 
 
 def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
     """Share of items that repeat an earlier one, and share of characters in them."""
-    seen: set[str] = set()
-    dup_items = dup_chars = total_chars = 0
-    for item in items:
-        total_chars += len(item)
-        if item in seen:
-            dup_items += 1
-            dup_chars += len(item)
-        else:
-            seen.add(item)
-    return dup_items / max(len(items), 1), dup_chars / max(total_chars, 1)
+    distinct = set(items)
+    total_chars = sum(map(len, items))
+    dup_chars = total_chars - sum(map(len, distinct))  # equal items have equal lengths: all but one copy of each
+    return (len(items) - len(distinct)) / max(len(items), 1), dup_chars / max(total_chars, 1)
 
 
 class QualityRules:
@@ -121,19 +164,25 @@ class QualityRules:
         self.s = settings
         self.stopwords = set(settings.get("stopwords") or [])
         self.by_chars = settings.get("words") == "chars"
+        self.top_ns = {n for n, _ in settings["top_n_grams"]}
+        self.dup_ns = {n for n, _ in settings["dup_n_grams"]}
 
     def words(self, text: str) -> list[str]:
         return [c for c in text if not c.isspace()] if self.by_chars else text.split()
 
     def check(self, text: str) -> str | None:
+        return check_documents([(self, text)])[0]
+
+    def _structure(self, text: str) -> str | tuple:
+        """Gopher quality, then paragraph and line repetition: a drop reason, or what the later rules need."""
         s = self.s
         words = self.words(text)
         n_words = len(words)
-        # Gopher quality: length, word length, symbols, bullets, ellipses, alphabetic words, stopwords
-        # word classes are decided once per distinct word, then counted over all words in C
-        distinct = set(words)
-        no_letter = {w for w in distinct if not HAS_ALPHA(w)}
-        symbols = {w for w in no_letter if not HAS_ALNUM(w)}
+        if n_words < s["min_doc_words"]:  # fewer non-symbol words still
+            return "gopher_too_few_words"
+        # word classes are decided once per distinct word (most are all letters), then counted over all words in C
+        no_letter = set(filterfalse(HAS_ALPHA, filterfalse(str.isalpha, set(words))))
+        symbols = set(filterfalse(HAS_ALNUM, no_letter))
         n_symbols = sum(map(symbols.__contains__, words)) if symbols else 0
         n_non_symbol = n_words - n_symbols
         if n_non_symbol < s["min_doc_words"]:
@@ -148,19 +197,18 @@ class QualityRules:
                 return "gopher_long_words"
         if (text.count("#") + text.count("...") + text.count("…")) / n_words > s["max_symbol_word_ratio"]:
             return "gopher_symbol_ratio"
-        lines = [line for line in text.split("\n") if line.strip()]
-        stripped = [line.strip() for line in lines]
-        if sum(line.startswith(BULLETS) for line in stripped) / len(lines) > s["max_bullet_lines_ratio"]:
+        stripped = list(filter(None, map(str.strip, text.split("\n"))))  # the non-blank lines
+        lines = len(stripped)
+        if sum(map(str.startswith, stripped, repeat(BULLETS))) / lines > s["max_bullet_lines_ratio"]:
             return "gopher_bullet_lines"
-        if sum(line.endswith(("...", "…")) for line in stripped) / len(lines) > s["max_ellipsis_lines_ratio"]:
+        if sum(map(str.endswith, stripped, repeat(("...", "…")))) / lines > s["max_ellipsis_lines_ratio"]:
             return "gopher_ellipsis_lines"
         if (n_words - (sum(map(no_letter.__contains__, words)) if no_letter else 0)) / n_words < s["max_non_alpha_words_ratio"]:
             return "gopher_non_alpha_words"
         if s.get("min_stop_words", 0) and self._stopwords(words) < s["min_stop_words"]:
             return "gopher_too_few_stopwords"
-        # Gopher repetition: paragraphs, lines, top n-grams, duplicated n-grams
-        paragraphs = [p for p in text.split("\n\n") if p.strip()]
-        frac, chars = _duplicate_fractions(paragraphs)
+        # Gopher repetition: paragraphs, lines (n-grams follow, for a batch of documents at once)
+        frac, chars = _duplicate_fractions(list(filter(str.strip, text.split("\n\n"))))
         if frac > s["dup_para_frac"]:
             return "gopher_dup_paragraphs"
         if chars > s["dup_para_char_frac"]:
@@ -170,17 +218,38 @@ class QualityRules:
             return "gopher_dup_lines"
         if dup_line_chars > s["dup_line_char_frac"]:
             return "gopher_dup_line_chars"
-        reason = self._ngrams(words)
-        if reason:
-            return reason
-        # FineWeb: line punctuation, short lines, duplicated line characters, list-like documents
-        if sum(line.endswith(TERMINAL_PUNCTUATION) for line in stripped) / len(lines) < s["line_punct_thr"]:
+        return words, stripped, dup_line_chars
+
+    def _finish(self, text: str, words: list[str], stripped: list[str], dup_line_chars: float,
+                repetition: Repetition, d: int) -> str | None:
+        """Top and duplicated n-grams (document `d` of `repetition`), then FineWeb's line rules."""
+        s = self.s
+        total = repetition.totals[d]
+        for n, limit in s["top_n_grams"]:
+            if len(words) < n:
+                break
+            top, chars = repetition.top[n][0][d], repetition.top[n][1][d]  # of equally frequent n-grams, the first to occur
+            if top > 1 and chars * top / total > limit:
+                return f"gopher_top_{n}gram"
+        smallest_limit = min(limit for _, limit in s["dup_n_grams"])
+        for n, limit in s["dup_n_grams"]:
+            if len(words) < n:
+                break
+            if not repetition.dup[n][0][d]:
+                break  # no repeated n-gram: no longer one either
+            fraction = repetition.dup[n][1][d] / total
+            if fraction > limit:
+                return f"gopher_dup_{n}gram"
+            if fraction <= smallest_limit:  # longer n-grams repeat no more than shorter ones
+                break
+        lines = len(stripped)
+        if sum(map(str.endswith, stripped, repeat(TERMINAL_PUNCTUATION))) / lines < s["line_punct_thr"]:
             return "fineweb_line_punctuation"
-        if sum(len(line) <= s["short_line_length"] for line in stripped) / len(lines) >= s["short_line_thr"]:
+        if sum(map(s["short_line_length"].__ge__, map(len, stripped))) / lines >= s["short_line_thr"]:
             return "fineweb_short_lines"
         if dup_line_chars * sum(map(len, stripped)) / max(len(text.replace("\n", "")), 1) > s["char_duplicates_ratio"]:
             return "fineweb_dup_line_chars"
-        if text.count("\n") / n_words > s["new_line_ratio"]:
+        if text.count("\n") / len(words) > s["new_line_ratio"]:
             return "fineweb_list_ratio"
         return None
 
@@ -189,37 +258,27 @@ class QualityRules:
         exact = sum(map(self.stopwords.__contains__, words))
         return exact if exact >= self.s["min_stop_words"] else sum(map(self.stopwords.__contains__, map(str.lower, words)))
 
-    def _ngrams(self, words: list[str]) -> str | None:
-        grams = NGrams(words)
-        lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-        total = lengths.sum()
-        prefix = np.concatenate([[0], np.cumsum(lengths)])
-        for n, limit in self.s["top_n_grams"]:
-            if len(words) < n:
-                break
-            positions, starts = grams.occurrences(n)
-            first = np.flatnonzero(starts)
-            counts = np.diff(np.append(first, len(positions)))
-            top = counts.max()
-            if top > 1:
-                start = positions[first[counts == top]].min()  # of equally frequent n-grams, the first to occur
-                if (prefix[start + n] - prefix[start]) * top / total > limit:
-                    return f"gopher_top_{n}gram"
-        smallest_limit = min(limit for _, limit in self.s["dup_n_grams"])
-        for n, limit in self.s["dup_n_grams"]:
-            if len(words) < n:
-                break
-            positions, starts = grams.occurrences(n)
-            repeats = positions[~starts]  # every occurrence after an n-gram's first
-            if len(repeats) == 0:
-                break  # no repeated n-gram: no longer one either
-            cover = np.zeros(len(words) + 1, dtype=np.int64)
-            np.add.at(cover, repeats, 1)
-            np.add.at(cover, repeats + n, -1)
-            covered = np.cumsum(cover[:-1]) > 0
-            fraction = lengths[covered].sum() / total
-            if fraction > limit:
-                return f"gopher_dup_{n}gram"
-            if fraction <= smallest_limit:  # longer n-grams repeat no more than shorter ones
-                break
-        return None
+
+def check_documents(items: list[tuple[QualityRules, str]], max_words: int = 1 << 19) -> list[str | None]:
+    """The drop reason (None: keep) of each (rules, text); the n-gram rules run on up to `max_words` words at once."""
+    reasons: list[str | None] = [None] * len(items)
+    waiting: list[tuple[int, tuple]] = []
+    for i, (rules, text) in enumerate(items):
+        result = rules._structure(text)
+        if isinstance(result, str):
+            reasons[i] = result
+        else:
+            waiting.append((i, result))
+    while waiting:
+        size, k = 0, 0
+        while k < len(waiting) and (k == 0 or size + len(waiting[k][1][0]) <= max_words):
+            size += len(waiting[k][1][0])
+            k += 1
+        batch, waiting = waiting[:k], waiting[k:]
+        top_ns = set().union(*(items[i][0].top_ns for i, _ in batch))
+        dup_ns = set().union(*(items[i][0].dup_ns for i, _ in batch))
+        repetition = Repetition([words for _, (words, _, _) in batch], top_ns, dup_ns)
+        for d, (i, (words, stripped, dup_line_chars)) in enumerate(batch):
+            rules, text = items[i]
+            reasons[i] = rules._finish(text, words, stripped, dup_line_chars, repetition, d)
+    return reasons

@@ -20,9 +20,9 @@ from fournil.corpus.langid import make_identifier, route_many
 from fournil.corpus.ledger import Ledger
 from fournil.corpus.normalise import normalise_text
 from fournil.corpus.pii import scrub
-from fournil.corpus.quality import QualityRules, load_settings
+from fournil.corpus.quality import QualityRules, check_documents, load_settings
 
-BATCH_DOCUMENTS, BATCH_CHARS = 512, 2_000_000  # language ID reads documents in batches of this size
+BATCH_DOCUMENTS, BATCH_CHARS = 512, 2_000_000  # language ID and the quality rules read documents in batches of this size
 CODE = "code"  # a source of this category is code: language ID and the prose quality rules pass it as it is
 
 
@@ -131,7 +131,8 @@ class LanguageID(CorpusStep):
 
 
 class QualityFilter(CorpusStep):
-    """Gopher and FineWeb rules with each language's own settings."""
+    """Gopher and FineWeb rules with each language's own settings, on batches of documents (the
+    n-gram rules share their numpy calls across a batch)."""
 
     name = "quality"
 
@@ -140,14 +141,38 @@ class QualityFilter(CorpusStep):
         self.settings_dir = settings_dir
         self.rules: dict[str, QualityRules] = {}
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        if doc.metadata.get("category") == CODE:  # rules written for prose (stop words, line endings) would drop code
-            return True
-        lang = doc.metadata["lang"]
+    def _rules(self, lang: str) -> QualityRules:
         if lang not in self.rules:
             self.rules[lang] = QualityRules(load_settings(lang, Path(self.settings_dir) if self.settings_dir else None))
-        reason = self.rules[lang].check(doc.text)
+        return self.rules[lang]
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        reason = self._reasons([doc])[0]
         return True if reason is None else (False, reason)
+
+    def _reasons(self, docs: list[Document]) -> list[str | None]:
+        """None (keep) or the drop reason of each document; code passes (rules written for prose would drop it)."""
+        prose = [i for i, doc in enumerate(docs) if doc.metadata.get("category") != CODE]
+        reasons: list[str | None] = [None] * len(docs)
+        for i, reason in zip(prose, check_documents([(self._rules(docs[i].metadata["lang"]), docs[i].text) for i in prose])):
+            reasons[i] = reason
+        return reasons
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for batch in batches(data):
+            with self.track_time():
+                reasons = self._reasons(batch)
+            for doc, reason in zip(batch, reasons):
+                lang, source, chars = doc.metadata["lang"], doc.metadata["source"], len(doc.text)
+                self.ledger.read(self.name, lang, source, chars)
+                self.stat_update("total")
+                if reason is None:
+                    self.ledger.keep(self.name, lang, source, chars)
+                    self.stat_update("forwarded")
+                    yield doc
+                else:
+                    self.ledger.drop(self.name, lang, source, chars, reason, doc.id, doc.text)
+                    self.stat_update("dropped", f"dropped_{reason}")
 
 
 class HarmfulFilter(CorpusStep):
@@ -197,6 +222,20 @@ class Decontaminate(CorpusStep):
             self._checker = Decontaminator([Path(p) for p in self.paths], self.n)
         benchmark = self._checker.benchmark(doc.text)
         return True if benchmark is None else (False, f"contaminated_{benchmark}")
+
+
+def batches(data: Iterator[Document]) -> Iterator[list[Document]]:
+    """Documents in batches of BATCH_DOCUMENTS or BATCH_CHARS, whichever comes first."""
+    batch: list[Document] = []
+    chars = 0
+    for doc in data:
+        batch.append(doc)
+        chars += len(doc.text)
+        if len(batch) >= BATCH_DOCUMENTS or chars >= BATCH_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
 
 
 def chain(data: Iterator[Document], steps: list[CorpusStep]) -> Iterator[Document]:
