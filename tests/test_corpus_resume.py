@@ -17,7 +17,8 @@ from fournil.runs import run_stage
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
-def _recipe(root: Path):
+def _recipe(root: Path, corpus: dict | None = None):
+    """Three files per language (fr, en) of the sample, so pass 1 has several tasks."""
     for lang in ("fr", "en"):
         with open(SAMPLE / lang / "gnome-user-docs.jsonl.zst", "rb") as f:
             lines = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8").readlines()[:30]
@@ -27,7 +28,7 @@ def _recipe(root: Path):
     return parse_recipe({
         "name": "r", "languages": {"fr": 0.5, "en": 0.5},
         "sources": [{"name": lang, "path": lang, "lang": lang, "license": "CC-BY-SA-3.0"} for lang in ("fr", "en")],
-        "corpus": {"workers": 1, "tasks": 3},
+        "corpus": {"workers": 1, "tasks": 3} if corpus is None else corpus,
     }, root)
 
 

@@ -1,5 +1,6 @@
 """Same recipe, same seed, same bytes: under another Python hash seed, another number of corpus tasks
-and workers, the corpus, tokenizer, token shards and (on CPU) the trained weights are identical."""
+and workers, the corpus, tokenizer, token shards and (on CPU) the trained weights are identical; and
+the corpus stage's default split does not depend on the machine's cores."""
 
 from __future__ import annotations
 
@@ -40,3 +41,63 @@ def test_the_same_bytes_under_another_hash_seed_and_worker_count(baked, other, s
         assert any(name.startswith("train/") for name in mine) and "stats.json" in mine
     if stage == "train":
         assert "final/model.safetensors" in mine
+
+
+def test_a_corpus_stopped_on_one_machine_resumes_on_another_to_the_same_bytes(tmp_path, monkeypatch):
+    """With corpus.workers and corpus.tasks left at 0, the pass-1 split comes from the input, not the
+    cores: pass 2 stopped under 1 core resumes under 16 without redoing pass 1 (under the old
+    '4 tasks per worker' default, 4 tasks' markers met a 6-task plan) and gives a 2-core run's bytes."""
+    from fournil.corpus import pipeline
+    from fournil.runs import run_stage
+    from test_corpus_resume import _recipe
+
+    recipe = _recipe(tmp_path, {})  # six files
+    quiet = dict(log=lambda m: None)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    fresh = run_stage(recipe, tmp_path / "fresh", "corpus", **quiet)
+    assert fresh["figures"]["tasks"] == 6 and fresh["figures"]["workers"] == 2
+
+    ran = tmp_path / "ranks"  # the pass-1 ranks run, from any worker process
+    real_curate, real_dedup = pipeline.CurateFiles.run, pipeline.DedupLanguage.run
+
+    def curate(self, data=None, rank=0, world_size=1):
+        with open(ran, "a") as f:
+            f.write(f"{rank}\n")
+        return real_curate(self, data, rank, world_size)
+
+    def calls() -> list[int]:
+        return sorted(map(int, ran.read_text().split())) if ran.exists() else []
+
+    def stop(self, data=None, rank=0, world_size=1):
+        raise KeyboardInterrupt
+        yield
+
+    monkeypatch.setattr(pipeline.CurateFiles, "run", curate)
+    monkeypatch.setattr(pipeline.DedupLanguage, "run", stop)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(recipe, tmp_path / "run", "corpus", **quiet)
+    assert calls() == [0, 1, 2, 3, 4, 5]
+
+    ran.unlink()
+    monkeypatch.setattr(pipeline.DedupLanguage, "run", real_dedup)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    resumed = run_stage(recipe, tmp_path / "run", "corpus", **quiet)
+    assert resumed["resumed"] is True and calls() == [] and resumed["figures"]["tasks"] == 6
+    mine, theirs = contents(tmp_path / "run" / "corpus"), contents(tmp_path / "fresh" / "corpus")
+    assert mine.keys() == theirs.keys() and "stats.json" in mine and any(name.startswith("train/") for name in mine)
+    assert [name for name in mine if mine[name] != theirs[name]] == []
+
+
+def test_corpus_workers_change_no_fingerprint_but_tasks_do(tmp_path):
+    from fournil.recipe import parse_recipe
+    from fournil.runs import get_stage, stage_inputs
+
+    def inputs(**corpus):
+        recipe = parse_recipe({"name": "r", "languages": {"fr": 1.0}, "corpus": corpus,
+                               "sources": [{"name": "fr", "path": str(RECIPE.parents[2] / "data" / "sample" / "fr"), "lang": "fr", "license": "x"}]},
+                              tmp_path)
+        return stage_inputs(recipe, tmp_path, get_stage("corpus"), upstream={})
+
+    assert inputs() == inputs(workers=3)
+    assert inputs() != inputs(tasks=5)

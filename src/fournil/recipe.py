@@ -58,10 +58,10 @@ class ParallelSource(Section):
     license: str
 
 
-# Which executor runs a stage's tasks (and, for the mixture, on how many workers): the same bytes whatever
-# they are (tested), so changing them reruns nothing, and an interrupted stage resumes under the new ones.
-# Not corpus.workers: by default it sets the number of corpus tasks, hence how the work is split.
-RUN_ONLY = {"corpus": ("executor", "executor_options"), "mixture": ("workers", "executor", "executor_options")}
+# Which executor runs a stage's tasks, on how many workers: the same bytes whatever they are (tested), so
+# changing them reruns nothing, and an interrupted stage resumes under the new ones. Not corpus.tasks: it
+# says how the work is split, and an interrupted pass 1 resumes only under the same split.
+RUN_ONLY = {"corpus": ("workers", "executor", "executor_options"), "mixture": ("workers", "executor", "executor_options")}
 
 
 class Recipe(Section):

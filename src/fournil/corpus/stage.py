@@ -8,6 +8,7 @@ and returns the figures. An interrupted run resumes: finished tasks are not redo
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +25,7 @@ from fournil.executors import keep_logs, make_executor, run_executor
 from fournil.runs import StageContext
 
 DESCRIPTIONS = {"pass1": "pass 1 (read → decontaminate), tasks", "pass2": "pass 2 (dedup, split, write), languages"}
+AUTO_TASKS, TASK_BYTES = 64, 256 * 2**20  # default pass-1 split: enough tasks for 64 workers, a task per 256 MiB beyond
 STEP_ORDER = ("read", "normalise", "language_id", "quality", "harmful", "pii", "decontaminate", "dedup_exact", "dedup_minhash")
 
 
@@ -37,6 +39,15 @@ def assign_files(items: list[dict], tasks: int) -> list[list[dict]]:
         buckets[k].append(item)
         loads[k] += item["bytes"]
     return [sorted(bucket, key=lambda it: it["order"]) for bucket in buckets]
+
+
+def default_tasks(items: list[dict]) -> int:
+    """Pass-1 tasks when `corpus.tasks` is 0: one per file, up to AUTO_TASKS or one per TASK_BYTES of
+    input, whichever is more. It depends on the input alone, never on the cores of the machine, so
+    work interrupted on one machine resumes on another with the same split (datatrove's completion
+    markers name tasks by rank)."""
+    by_size = math.ceil(sum(item["bytes"] for item in items) / TASK_BYTES)
+    return max(1, min(len(items), max(AUTO_TASKS, by_size)))
 
 
 def harmful_lists(recipe) -> dict[str, WordList]:
@@ -59,7 +70,7 @@ def plan(ctx: StageContext) -> tuple[dict, dict]:
         meta = source.model_dump(include={"name", "lang", "category", "license", "priority", "format", "text_field"})
         for path in recipe.source_files(source):
             items.append({"source": meta, "root": str(root), "path": str(path), "bytes": path.stat().st_size, "order": len(items)})
-    tasks = cfg.tasks or max(1, min(len(items), 4 * workers))
+    tasks = cfg.tasks or default_tasks(items)
     settings_dir = str(recipe.resolve(cfg.settings_dir)) if cfg.settings_dir else None
     settings = {lang: load_settings(lang, Path(settings_dir) if settings_dir else None) for lang in languages}
     if cfg.langid.backend == "fasttext":
