@@ -4,7 +4,7 @@
     python benchmarks/corpus.py --langs fr,en,de,es,it,pt --root ../shared/corpus
 
 Prints, per step, documents/s and MB/s per core (CPU time of this process, so other users of
-the machine do not skew it), for fournil's steps, fournil's whole stage (one worker, both passes,
+the machine skew it less; wall time beside it), for fournil's steps, fournil's whole stage (one worker, both passes,
 writing included), and the stock datatrove steps on the same documents in the same run: a
 document-level language filter, GopherRepetitionFilter, GopherQualityFilter, FineWebQualityFilter
 and the four MinHash stages. Two substitutions, both in the stock pipeline's favour: its language
@@ -33,6 +33,10 @@ def cpu() -> float:
     return time.process_time()
 
 
+def wall() -> float:
+    return time.perf_counter()
+
+
 def load(root: Path, langs: list[str]) -> list[dict]:
     docs = []
     for lang in langs:
@@ -43,28 +47,30 @@ def load(root: Path, langs: list[str]) -> list[dict]:
     return docs
 
 
-def row(name: str, docs: int, chars_mb: float, seconds: float) -> str:
-    return f"  {name:<28} {docs / seconds:>10,.0f} docs/s {chars_mb / seconds:>8.2f} MB/s   ({docs} docs, {chars_mb:.1f} MB, {seconds:.2f} s CPU)"
+def row(name: str, docs: int, chars_mb: float, seconds: float, wall_seconds: float) -> str:
+    return (f"  {name:<28} {docs / seconds:>10,.0f} docs/s {chars_mb / seconds:>8.2f} MB/s   "
+            f"({docs} docs, {chars_mb:.1f} MB, {seconds:.2f} s CPU, {wall_seconds:.2f} s wall)")
 
 
 
-def timed_steps(steps, documents: list) -> tuple[list, float]:
-    """Run documents through steps one after the other, printing each step's CPU time; return the survivors and the total."""
-    total = 0.0
+def timed_steps(steps, documents: list) -> tuple[list, float, float]:
+    """Run documents through steps one after the other, printing each step's CPU and wall time; return the survivors and the totals."""
+    total = total_wall = 0.0
     for step in steps:
         size, mb = len(documents), megabytes(documents)
-        t = cpu()
+        t, w = cpu(), wall()
         documents = list(step.run(iter(documents)))
-        seconds = cpu() - t
+        seconds, wall_seconds = cpu() - t, wall() - w
         total += seconds
-        print(row(step.name, size, mb, seconds))
-    return documents, total
+        total_wall += wall_seconds
+        print(row(step.name, size, mb, seconds, wall_seconds))
+    return documents, total, total_wall
 
 def megabytes(docs) -> float:
     return sum(len(d.text.encode("utf-8")) for d in docs) / 1e6
 
 
-def fournil_steps(docs: list[dict], langs: list[str], eval_sets: list[str]) -> float:
+def fournil_steps(docs: list[dict], langs: list[str], eval_sets: list[str]) -> tuple[float, float]:
     from datatrove.data import Document
 
     from fournil.corpus.config import CorpusConfig
@@ -78,25 +84,27 @@ def fournil_steps(docs: list[dict], langs: list[str], eval_sets: list[str]) -> f
     steps = [Normalise(ledger), LanguageID(langs, cfg.langid.model_dump(), {l: cfg.langid.min_score for l in langs}, ledger),
              QualityFilter(None, ledger), ScrubPII(ledger), Decontaminate(eval_sets, cfg.decontaminate_ngram, ledger)]
     print("fournil, per step")
-    current, total = timed_steps(steps, current)
+    current, total, total_wall = timed_steps(steps, current)
     size, mb = len(current), megabytes(current)
-    t = cpu()
+    t, w = cpu(), wall()
     keys = {exact_key(d.text) for d in current}
-    seconds = cpu() - t
+    seconds, wall_seconds = cpu() - t, wall() - w
     total += seconds
-    print(row("dedup_exact", size, mb, seconds))
+    total_wall += wall_seconds
+    print(row("dedup_exact", size, mb, seconds, wall_seconds))
     hasher = MinHasher(cfg.dedup.ngram, cfg.dedup.buckets, cfg.dedup.hashes_per_bucket, False, 0)
-    t = cpu()
+    t, w = cpu(), wall()
     for d in current:
         hasher.band_keys(hasher.signature(d.text))
-    seconds = cpu() - t
+    seconds, wall_seconds = cpu() - t, wall() - w
     total += seconds
-    print(row("dedup_minhash (signatures)", size, mb, seconds))
+    total_wall += wall_seconds
+    print(row("dedup_minhash (signatures)", size, mb, seconds, wall_seconds))
     del keys
-    return total
+    return total, total_wall
 
 
-def fournil_stage(root: Path, langs: list[str], eval_sets: list[str], docs: int, mb: float) -> float:
+def fournil_stage(root: Path, langs: list[str], eval_sets: list[str], docs: int, mb: float) -> tuple[float, float]:
     import resource
 
     from fournil.recipe import parse_recipe
@@ -110,15 +118,15 @@ def fournil_stage(root: Path, langs: list[str], eval_sets: list[str], docs: int,
         return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
     with tempfile.TemporaryDirectory() as tmp:
-        before = used()
+        before, w = used(), wall()
         run_stage(recipe, Path(tmp), "corpus", log=lambda m: None)
-        seconds = used() - before
+        seconds, wall_seconds = used() - before, wall() - w
     print("fournil, whole stage (1 worker: read, both passes, write)")
-    print(row("fournil pipeline", docs, mb, seconds))
-    return seconds
+    print(row("fournil pipeline", docs, mb, seconds, wall_seconds))
+    return seconds, wall_seconds
 
 
-def stock(docs: list[dict], langs: list[str]) -> float:
+def stock(docs: list[dict], langs: list[str]) -> tuple[float, float]:
     import datatrove.utils.word_tokenizers as word_tokenizers
     from datatrove.data import Document
     from datatrove.executor import LocalPipelineExecutor
@@ -154,7 +162,7 @@ def stock(docs: list[dict], langs: list[str]) -> float:
     print("  language filter = py3langid on the whole document, threshold 0.65 (stock: fastText lid.176, a download);")
     print("  word tokenizer = white-space split (stock: spaCy/NLTK per language, slower); MinHash shingles hashed with sha1")
     print("  (stock default xxhash fails in datatrove 0.10 with xxhash 4). No PII, decontamination, reading or writing.")
-    current, total = timed_steps((DocLanguage(langs), GopherRepetitionFilter(), GopherQualityFilter(), FineWebQualityFilter()), current)
+    current, total, total_wall = timed_steps((DocLanguage(langs), GopherRepetitionFilter(), GopherQualityFilter(), FineWebQualityFilter()), current)
     from datatrove.utils.hashing import HashConfig
 
     config = MinhashConfig(hash_config=HashConfig(hash_fc="sha1"))  # datatrove 0.10's xxhash path passes str, which xxhash 4 refuses
@@ -166,15 +174,16 @@ def stock(docs: list[dict], langs: list[str]) -> float:
             [MinhashDedupCluster(f"{tmp}/buckets", f"{tmp}/remove", config=config)],
             [lambda data, rank, world_size: iter(current), MinhashDedupFilter(f"{tmp}/remove")],
         ]
-        t = cpu()
+        t, w = cpu(), wall()
         with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):  # datatrove's task logs
             for i, pipeline in enumerate(stages):
                 tasks = config.num_buckets if i == 1 else 1
                 LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=f"{tmp}/logs{i}").run()
-        seconds = cpu() - t
+        seconds, wall_seconds = cpu() - t, wall() - w
     total += seconds
-    print(row("minhash (4 stages)", size, mb, seconds))
-    return total
+    total_wall += wall_seconds
+    print(row("minhash (4 stages)", size, mb, seconds, wall_seconds))
+    return total, total_wall
 
 
 def main() -> None:
@@ -189,11 +198,10 @@ def main() -> None:
     docs = load(args.root, langs)
     mb = sum(len(d["text"].encode("utf-8")) for d in docs) / 1e6
     print(f"input: {args.root} {langs}: {len(docs)} documents, {mb:.1f} MB of text")
-    steps_seconds = fournil_steps(docs, langs, eval_sets)
-    print(row("sum of fournil steps", len(docs), mb, steps_seconds))
-    stage_seconds = fournil_stage(args.root, langs, eval_sets, len(docs), mb)
-    stock_seconds = stock(docs, langs)
-    print(row("sum of stock steps", len(docs), mb, stock_seconds))
+    print(row("sum of fournil steps", len(docs), mb, *fournil_steps(docs, langs, eval_sets)))
+    stage_seconds, stage_wall = fournil_stage(args.root, langs, eval_sets, len(docs), mb)
+    stock_seconds, stock_wall = stock(docs, langs)
+    print(row("sum of stock steps", len(docs), mb, stock_seconds, stock_wall))
     print(f"fournil whole stage vs stock pipeline: {stock_seconds / stage_seconds:.2f}x the throughput "
           f"({mb / stage_seconds:.2f} vs {mb / stock_seconds:.2f} MB/s per core)")
 
