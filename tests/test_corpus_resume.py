@@ -28,7 +28,7 @@ def _recipe(root: Path, corpus: dict | None = None):
     return parse_recipe({
         "name": "r", "languages": {"fr": 0.5, "en": 0.5},
         "sources": [{"name": lang, "path": lang, "lang": lang, "license": "CC-BY-SA-3.0"} for lang in ("fr", "en")],
-        "corpus": {"workers": 1, "tasks": 3} if corpus is None else corpus,
+        "corpus": {"workers": 1, "tasks": 3, "shard_documents": 7} if corpus is None else corpus,
     }, root)
 
 

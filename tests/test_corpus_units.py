@@ -219,3 +219,35 @@ def test_the_heldout_sample_takes_sources_in_turn_and_a_smaller_one_is_its_start
     assert heldout_sample(tmp_path, "fr", 10) == ["a-docs 0", "b-docs 0", "b-docs 1", "b-docs 2"]
     assert heldout_sample(tmp_path, "fr", 2) == ["a-docs 0", "b-docs 0"]
     assert heldout_sample(tmp_path, "de", 5) == []
+
+
+def test_shards_written_as_documents_come_are_write_documents_bytes_and_hold_no_documents(tmp_path):
+    import tracemalloc
+
+    from fournil.corpus.documents import ShardWriter, read_documents, write_documents
+
+    docs = [{"id": str(i), "text": f"document {i} " + "é" * (i % 50)} for i in range(11)]
+    with ShardWriter(tmp_path / "streamed", 4) as writer:
+        for doc in docs:
+            writer.write(doc)
+    for k in range(3):
+        write_documents(tmp_path / "whole" / f"{k:05d}.jsonl.zst", docs[4 * k:4 * k + 4])
+    assert sorted(p.name for p in (tmp_path / "streamed").iterdir()) == ["00000.jsonl.zst", "00001.jsonl.zst", "00002.jsonl.zst"]
+    for k in range(3):
+        name = f"{k:05d}.jsonl.zst"
+        assert (tmp_path / "streamed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+    with pytest.raises(RuntimeError), ShardWriter(tmp_path / "failed", 4) as writer:  # a failed write keeps finished shards only
+        for doc in docs[:6]:
+            writer.write(doc)
+        raise RuntimeError
+    assert sorted(p.name for p in (tmp_path / "failed").iterdir()) == ["00000.jsonl.zst"]
+    assert [d["id"] for d in read_documents(tmp_path / "failed" / "00000.jsonl.zst")] == ["0", "1", "2", "3"]
+
+    tracemalloc.start()  # 2,000 documents of 10 kB into one shard: 20 MB written, a document held at a time
+    with ShardWriter(tmp_path / "big", 1_000_000) as writer:
+        for i in range(2_000):
+            writer.write({"id": str(i), "text": f"{i:05d}" + "x" * 10_000})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 200_000

@@ -51,7 +51,7 @@ def test_a_corpus_stopped_on_one_machine_resumes_on_another_to_the_same_bytes(tm
     from fournil.runs import run_stage
     from test_corpus_resume import _recipe
 
-    recipe = _recipe(tmp_path, {})  # six files
+    recipe = _recipe(tmp_path, {"shard_documents": 7})  # six files, workers and tasks left at 0
     quiet = dict(log=lambda m: None)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     fresh = run_stage(recipe, tmp_path / "fresh", "corpus", **quiet)

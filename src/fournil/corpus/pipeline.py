@@ -24,7 +24,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from fournil.atomic import replacing, write_text
 from fournil.corpus.dedup import MinHasher, UnionFind, choose, exact_key
-from fournil.corpus.documents import read_documents, write_documents
+from fournil.corpus.documents import ShardWriter, read_documents
 from fournil.corpus.ledger import Ledger
 from fournil.corpus.readers import SourceReader
 from fournil.corpus.steps import Decontaminate, HarmfulFilter, LanguageID, Normalise, QualityFilter, ScrubPII, chain
@@ -172,38 +172,28 @@ class DedupLanguage(PipelineStep):
                     ledger.keep("dedup_minhash", lang, sources[i], lengths[i])
                 else:
                     ledger.drop("dedup_minhash", lang, sources[i], lengths[i], "near_duplicate")
-        # second read: write the kept documents, split by document key
+        # second read: write the kept documents as they come, split by document key
         figures = {"documents": 0, "characters": 0, "words": 0, "heldout_documents": 0, "heldout_characters": 0}
-        shard_size = plan["shard_documents"]
-        buffers: dict[tuple[str, str], list[dict]] = {}
-        counters: dict[tuple[str, str], int] = {}
-
-        def flush(split: str, source: str) -> None:
-            records = buffers.pop((split, source), [])
-            if records:
-                n = counters.get((split, source), 0)
-                write_documents(out / split / lang / source / f"{n:05d}.jsonl.zst", records)
-                counters[(split, source)] = n + 1
-
-        for i, doc in enumerate(documents()):
-            if i not in cluster_size:
-                continue
-            record = {k: doc[k] for k in OUTPUT_FIELDS}
-            record.update({k: v for k, v in doc.items() if k not in OUTPUT_FIELDS and k not in INTERNAL_FIELDS})
-            record["minhash_cluster_size"] = cluster_size[i]
-            split = "heldout" if is_heldout(doc["id"], plan["seed"], plan["heldout_fraction"]) else "train"
-            if split == "heldout":
-                figures["heldout_documents"] += 1
-                figures["heldout_characters"] += len(doc["text"])
-            else:
-                figures["documents"] += 1
-                figures["characters"] += len(doc["text"])
-                figures["words"] += len(doc["text"].split())
-            buffers.setdefault((split, doc["source"]), []).append(record)
-            if len(buffers[(split, doc["source"])]) >= shard_size:
-                flush(split, doc["source"])
-        for split, source in list(buffers):
-            flush(split, source)
+        with contextlib.ExitStack() as writers:
+            shards: dict[tuple[str, str], ShardWriter] = {}  # one open file per split and source
+            for i, doc in enumerate(documents()):
+                if i not in cluster_size:
+                    continue
+                record = {k: doc[k] for k in OUTPUT_FIELDS}
+                record.update({k: v for k, v in doc.items() if k not in OUTPUT_FIELDS and k not in INTERNAL_FIELDS})
+                record["minhash_cluster_size"] = cluster_size[i]
+                split = "heldout" if is_heldout(doc["id"], plan["seed"], plan["heldout_fraction"]) else "train"
+                if split == "heldout":
+                    figures["heldout_documents"] += 1
+                    figures["heldout_characters"] += len(doc["text"])
+                else:
+                    figures["documents"] += 1
+                    figures["characters"] += len(doc["text"])
+                    figures["words"] += len(doc["text"].split())
+                key = (split, doc["source"])
+                if key not in shards:
+                    shards[key] = writers.enter_context(ShardWriter(out / split / lang / doc["source"], plan["shard_documents"]))
+                shards[key].write(record)
         _write_json(work / "ledgers" / f"pass2-{lang}.json", {"ledger": ledger.to_dict(), "figures": figures})
         return
         yield
