@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--langs", default="fr,en")
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--sample-chars", type=int, default=20_000_000)
-    parser.add_argument("--no-split-digits", action="store_true", help="digits in groups of three (llama.cpp's llama-bpe pre-tokenizer)")
+    parser.add_argument("--pre-tokenizer", choices=["llama-bpe", "qwen35"], default="llama-bpe", help="llama.cpp's pre-tokenizer (tokenizer.pre_tokenizer)")
     parser.add_argument("--eval-chars", type=int, default=2_000_000)
     parser.add_argument("--heldout-fraction", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=1234)
@@ -134,7 +134,7 @@ def main() -> None:
     train = {lang: Texts(args.corpus, lang, False, args.seed, args.heldout_fraction) for lang in langs}
     sample = BalancedSample(train, dict.fromkeys(langs, 1.0), args.sample_chars, args.seed)
     t0 = time.perf_counter()
-    tokenizer = train_tokenizer(sample, TokenizerConfig(vocab_size=args.vocab, sample_chars=args.sample_chars, split_digits=not args.no_split_digits))
+    tokenizer = train_tokenizer(sample, TokenizerConfig(vocab_size=args.vocab, sample_chars=args.sample_chars, pre_tokenizer=args.pre_tokenizer))
     train_seconds = time.perf_counter() - t0
     save(tokenizer, args.out)
     print(f"trained {tokenizer.get_vocab_size():,} tokens on {sum(sample.chars.values()):,} characters "

@@ -227,15 +227,15 @@ def test_gguf_export_reads_back(tmp_path, tokenizer_dir):
 
 @pytest.fixture(scope="module")
 def fournil_tokenizers(tmp_path_factory):
-    """fournil's own tokenizer folders (tokenizer stage's trainer and writer), with and without split digits."""
+    """fournil's own tokenizer folders (tokenizer stage's trainer and writer), with each of llama.cpp's pre-tokenizers."""
     from fournil.tokenizer.config import TokenizerConfig
     from fournil.tokenizer.save import save
     from fournil.tokenizer.train import train_tokenizer
 
     folders = {}
-    for split in (True, False):
-        folders[split] = tmp_path_factory.mktemp("fournil-tokenizer")
-        save(train_tokenizer(TEXTS * 20, TokenizerConfig(vocab_size=512, split_digits=split)), folders[split])
+    for pre in ("qwen35", "llama-bpe"):
+        folders[pre] = tmp_path_factory.mktemp("fournil-tokenizer")
+        save(train_tokenizer(TEXTS * 20, TokenizerConfig(vocab_size=512, pre_tokenizer=pre)), folders[pre])
     return folders
 
 
@@ -251,8 +251,8 @@ def test_gguf_carries_the_chat_template_name_and_llama_cpp_pre_tokenizer(tmp_pat
     from fournil.model.gguf_export import export_gguf
     from fournil.tokenizer.save import CHAT_TEMPLATE
 
-    for split, pre in ((True, "qwen35"), (False, "llama-bpe")):
-        folder = fournil_tokenizers[split]
+    for pre in ("qwen35", "llama-bpe"):
+        folder = fournil_tokenizers[pre]
         out = export_gguf(export_hf(tiny(), folder, tmp_path / pre), tmp_path / f"{pre}.gguf", outtype="f32", name="Pain-1")
         reader = GGUFReader(out)
         template = json.loads((folder / "tokenizer_config.json").read_text())["chat_template"]
@@ -288,8 +288,8 @@ def test_gguf_quantized_types_are_close_to_the_weights(tmp_path, tokenizer_dir):
 def test_gguf_export_refuses_a_tokenizer_llama_cpp_would_split_differently(tmp_path, fournil_tokenizers, change):
     from fournil.model.gguf_export import pre_tokenizer_name
 
-    data = json.loads((fournil_tokenizers[True] / "tokenizer.json").read_text())
-    assert pre_tokenizer_name(fournil_tokenizers[True] / "tokenizer.json") == "qwen35"
+    data = json.loads((fournil_tokenizers["qwen35"] / "tokenizer.json").read_text())
+    assert pre_tokenizer_name(fournil_tokenizers["qwen35"] / "tokenizer.json") == "qwen35"
     if change == "digit after a space":  # as fournil's tokenizers before llama.cpp's pre-tokenizers
         pattern = data["pre_tokenizer"]["pretokenizers"][0]["pattern"]
         pattern["Regex"] = pattern["Regex"].replace(r"|\p{N}|", r"| ?\p{N}|")

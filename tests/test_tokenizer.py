@@ -83,13 +83,13 @@ def test_pieces_cut_at_paragraphs_and_join_back():
     ("in 2024,", ["in", " ", "2", "0", "2", "4", ","]),
     ("a  1", ["a", " ", " ", "1"]),
 ])
-def test_pretokenizer_is_qwen35s(text, expected):
-    pretokenize = new_tokenizer().pre_tokenizer.pre_tokenize_str
+def test_qwen35_pretokenizer_keeps_marks_and_splits_digits(text, expected):
+    pretokenize = new_tokenizer("qwen35").pre_tokenizer.pre_tokenize_str
     assert [text[a:b] for _, (a, b) in pretokenize(text)] == expected
 
 
-def test_digits_grouped_by_three_when_not_split_as_llama3_does():
-    tokenizer = new_tokenizer(split_digits=False)
+def test_default_pretokenizer_groups_digits_by_three_as_llama3_does():
+    tokenizer = new_tokenizer()
     assert [p for p, _ in tokenizer.pre_tokenizer.pre_tokenize_str("12345 678 e\u0301")] == ["123", "45", "Ġ", "678", "Ġe", "Ìģ"]
     assert json.loads(tokenizer.to_str())["model"]["ignore_merges"]  # as llama.cpp's llama-bpe encodes
 

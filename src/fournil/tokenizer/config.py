@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from fournil.schema import Section
@@ -15,7 +17,11 @@ class TokenizerConfig(Section):
         "default: equal shares for every recipe language, whatever the amount of text each has",
     )
     sample_chars: int = Field(20_000_000, ge=1000, description="characters in the training sample, all languages together; a language with less text is repeated")
-    split_digits: bool = Field(True, description="one token per digit, so numbers are spelled the same way everywhere")
+    pre_tokenizer: Literal["llama-bpe", "qwen35"] = Field(
+        "llama-bpe",
+        description="llama.cpp's pre-tokenizer: llama-bpe (Llama-3's: digits by three) or qwen35 (Qwen3.5's: one token "
+        "per digit, combining marks kept with their letters, for scripts such as Devanagari)",
+    )
     min_frequency: int = Field(2, ge=1, description="pairs seen fewer times than this are never merged")
     eval_chars: int = Field(2_000_000, ge=1000, description="held-out characters per language used for the figures")
     eval_pairs: int = Field(5000, ge=1, description="parallel pairs per language used for parity against English")
