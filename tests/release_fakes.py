@@ -99,7 +99,7 @@ HF_CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidd
              "max_position_embeddings": 256, "rope_theta": 10000.0, "tie_word_embeddings": True}
 
 
-def recipe(**release):
+def recipe(train: dict | None = None, **release):
     data = {
         "name": "demo-fake",
         "description": "A fake bake for the release tests.",
@@ -108,6 +108,7 @@ def recipe(**release):
                     for n, p, lang, c, lic in SOURCES],
         "corpus": {"decontaminate": ["data/sample/parallel/en-fr.test.tsv"]},
         "release": release,
+        **({"train": train} if train else {}),
     }
     return parse_recipe(data, REPO)
 
@@ -199,8 +200,8 @@ def make_run(run_dir: Path, drop: frozenset[str] = frozenset()) -> Path:
     return run_dir
 
 
-def context(run_dir: Path, **release) -> StageContext:
-    ctx = StageContext(recipe=recipe(**release), run_dir=run_dir, stage=get_stage("release"), fingerprint="release-fp",
+def context(run_dir: Path, train: dict | None = None, **release) -> StageContext:
+    ctx = StageContext(recipe=recipe(train, **release), run_dir=run_dir, stage=get_stage("release"), fingerprint="release-fp",
                        log=lambda message: None)
     ctx.out.mkdir(parents=True, exist_ok=True)
     return ctx

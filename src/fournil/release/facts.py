@@ -297,6 +297,9 @@ def gather(records: Records, recipe, release_dir: Path | None) -> dict:
         "energy_method": energy.method,
         "codecarbon": energy.codecarbon.model_dump() if energy.codecarbon else None,
         "per_language": {lang: f.model_dump() for lang, f in (tf.per_language or {}).items()},
+        # the recipe's choices, as the train stage's fingerprint vouches for them
+        "recipe": recipe.train.model_dump(include={"optimizer", "lr", "schedule", "warmup_steps", "min_lr_ratio", "decay_fraction",
+                                                   "weight_decay", "global_batch_tokens"}),
     }
     sft = sft_facts(records, recipe)
     train["instruction_tuned"] = sft["tuned"]
