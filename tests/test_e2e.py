@@ -175,6 +175,8 @@ def test_the_release_is_the_tuned_chat_model_with_its_data_and_scores(baked):
     assert all(sft["per_language"][lang]["heldout_loss"] > 0 for lang in ("fr", "en"))
     chat = manifest(baked, "evaluate")["figures"]["chat"]
     assert {"fr", "en"} <= set(chat) and all(c["conversations"] > 0 for c in chat.values())
+    translation = manifest(baked, "evaluate")["figures"]["chat_translation"]  # the shipped translation tasks, asked in chat form
+    assert set(translation) == {"en-fr", "fr-en"} and all(t["examples"] == 100 and t["chrf"]["value"] >= 0 for t in translation.values())
     names = [c["name"] for c in manifest(baked, "evaluate")["figures"]["checkpoints"]]
     assert names == ["sft"]  # the released chat model, not the base one, is scored
     from safetensors.torch import load_file
@@ -183,6 +185,9 @@ def test_the_release_is_the_tuned_chat_model_with_its_data_and_scores(baked):
     assert torch_equal(released["model.embed_tokens.weight"], tuned["embed.weight"])
     card = (baked / "release" / "README.md").read_text()
     assert "## Instruction tuning" in card and "chatterbot-fr | fr | BSD-3-Clause" in card
+    from fournil.release.render import num
+
+    assert f"| en-fr | en | 100 | {num(translation['en-fr']['chrf']['value'])} |" in card
     assert "training_type: pre-training and fine-tuning" in card
 
 

@@ -240,3 +240,38 @@ def test_fidelity_leaves_out_requests_to_answer_in_another_language():
                                          {"role": "assistant", "content": "I am happy to see you today, my friend."}]}]
     scores = chat_scores(Echo(), asked, ["fr", "en"], None, 10)["per_language"]["fr"]
     assert scores["conversations"] == 2 and scores["fidelity"]["judged"] == 1 and scores["fidelity"]["pass_rate"] == 0.0
+
+
+def test_translation_tasks_asked_in_chat_form():
+    """The shipped translation tasks become one user turn in the source language; chrF and the share of answers
+    in the target language are scored per direction, and only translation tasks are asked."""
+    from fournil.evaluate.chat import translation_scores
+    from fournil.evaluate.tasks import load_task
+
+    tasks = [load_task("translation_en_fr"), load_task("translation_fr_en"), load_task("continuation_fr")]
+    lookup = {doc[a]: doc[b] for task in tasks[:2] for a, b in [task.languages] for doc in task.test_docs()[:7]}
+    asked = []
+
+    too_long = tasks[1].test_docs()[2]["fr"]
+
+    class Translator:  # the reference translation, except that it echoes the first two English texts unchanged
+        def fits(self, prompt):  # one French text is too long for it
+            return not prompt.endswith(too_long)
+
+        def chat_prompt(self, messages):
+            assert [m["role"] for m in messages] == ["user"]
+            asked.append(messages[0]["content"])
+            return messages[0]["content"], ()
+
+        def stream(self, prompt, sampling):
+            request, text = prompt.split("\n", 1)
+            yield text if request == "Translate into French:" and sum(a.startswith(request) for a in asked) <= 2 else lookup[text]
+
+    scores = translation_scores(Translator(), tasks, ["fr", "en"], None, 6)
+    assert set(scores) == {"en-fr", "fr-en"} and len(asked) == 13
+    assert sum(a.startswith("Traduis en anglais :\n") for a in asked) == 7  # the seventh text stands in for the long one
+    en_fr, fr_en = scores["en-fr"], scores["fr-en"]
+    assert en_fr["asked_in"] == "en" and en_fr["examples"] == 6 and en_fr["too_long"] == 0
+    assert fr_en["examples"] == 6 and fr_en["too_long"] == 1 and fr_en["chrf"]["value"] == 100.0
+    assert en_fr["fidelity"]["judged"] == 6 and en_fr["fidelity"]["passed"] == 4 and en_fr["fidelity"]["answered_in"]["en"] >= 2
+    assert 30 < en_fr["chrf"]["value"] < 100.0

@@ -8,6 +8,8 @@ recipe's own), so an answer in a third language fails rather than being forced i
 Answers with no line long enough are counted apart, never passed. chrF and ROUGE-L compare each
 answer with the held-out reference answer. `lm_eval_tasks` writes the same prompts as lm-eval tasks,
 which `--harness lm-eval` runs through the model's chat template (`--tasks chat_heldout`).
+`translation_scores` asks the shipped translation tasks as a user would ask the chat model: one
+turn in the source language, no examples, as the shipped instruction data phrases its requests.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ from fournil.evaluate.metrics import bootstrap, chrf, mean_stderr, rouge_l
 
 JUDGED_LANGUAGES = ("en", "fr", "de", "es", "it", "pt", "nl")
 MIN_LETTERS = 12  # a line with fewer letters is too short for the identifier to judge
+
+
+# The request, in the source language ("Translate into <target>:" then the text on the next line), for
+# the directions of the shipped translation tasks; data/instructions/translation-asked-in-*.jsonl ask so.
+TRANSLATE = {
+    ("en", "fr"): "Translate into French:", ("en", "de"): "Translate into German:", ("en", "es"): "Translate into Spanish:",
+    ("en", "it"): "Translate into Italian:", ("en", "pt"): "Translate into Portuguese:",
+    ("fr", "en"): "Traduis en anglais :", ("de", "en"): "Übersetze ins Englische:", ("es", "en"): "Traduce al inglés:",
+    ("it", "en"): "Traduci in inglese:", ("pt", "en"): "Traduza para o inglês:",
+}
 
 
 def judge_lines(answer: str, identifier) -> list[str]:  # noqa: ANN001
@@ -86,6 +98,34 @@ def chat_scores(generator, conversations: list[dict], languages: list[str], samp
     for lang, row in fidelity(answers, languages).items():
         results[lang]["fidelity"] = row  # a language with no such conversation has no fidelity
     return {"per_language": results, "examples": examples}
+
+
+def translation_scores(generator, tasks, languages: list[str], sampling, per_direction: int) -> dict:  # noqa: ANN001
+    """Per direction ("en-fr") of the given translation tasks: the first `per_direction` test pairs whose
+    request fits the model's context (the others counted as `too_long`) asked in chat form, chrF of the
+    answers against the reference, and the share of answers in the target language (fidelity, judged as
+    for conversations)."""
+    results = {}
+    for task in tasks:
+        pair = tuple(task.languages)
+        if pair not in TRANSLATE:
+            continue
+        source, target = pair
+        predictions, references, too_long = [], [], 0
+        for doc in task.test_docs():
+            if len(predictions) == per_direction:
+                break
+            prompt, _ = generator.chat_prompt([{"role": "user", "content": f"{TRANSLATE[pair]}\n{doc[source]}"}])
+            if not generator.fits(prompt):
+                too_long += 1
+                continue
+            predictions.append("".join(generator.stream(prompt, sampling)).strip())
+            references.append(task.target_text(doc))
+        if predictions:
+            results[f"{source}-{target}"] = {"task": task.name, "asked_in": source, "examples": len(predictions), "too_long": too_long,
+                                             "chrf": bootstrap(chrf, predictions, references),
+                                             "fidelity": fidelity([(target, p) for p in predictions], languages)[target]}
+    return results
 
 
 def single_turn(conversation: dict) -> list[dict] | None:

@@ -82,6 +82,17 @@ class ChatScores(Figures):
     fidelity: Fidelity | None = None
 
 
+class ChatTranslation(Figures):
+    """A shipped translation task asked in chat form, in the source language, without examples."""
+
+    task: str | None = None
+    asked_in: str | None = None
+    examples: int | None = None
+    too_long: int | None = None  # test pairs passed over: the request does not fit the model's context
+    chrf: dict[str, Any] | None = None  # {value, stderr, examples}
+    fidelity: Fidelity | None = None  # answers in the target language
+
+
 class EvaluateFigures(Figures):
     per_language: dict[str, LanguageScores] | None = None
     beats_unigram: bool | None = None  # in every language
@@ -91,4 +102,5 @@ class EvaluateFigures(Figures):
     checkpoints: list[CheckpointScores] | None = None
     reference: ReferenceScores | None = None  # the recipe's evaluate.reference, as given
     chat: dict[str, ChatScores] | None = None  # the tuned model on held-out conversations, by the user's language
+    chat_translation: dict[str, ChatTranslation] | None = None  # direction ("en-fr") → the translation task asked in chat form
     harness: HarnessRun | None = None

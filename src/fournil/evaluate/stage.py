@@ -138,22 +138,28 @@ def run(ctx: StageContext) -> dict[str, Any]:
             results["memorisation"] = measure(final_scorable, canaries, controls(tokenizer, canaries, ctx.recipe.seed),
                                               results["checkpoints"][-1]["tokens_seen"], config.batch_size)
     if tuned.get("instruction_tuned"):
-        results["chat"] = _chat(ctx, config, tok_dir, languages)
+        results["chat"] = _chat(ctx, config, tok_dir, languages, tasks)
     (ctx.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
     (ctx.out / "results.md").write_text(markdown(results), encoding="utf-8")
     reference = config.reference.model_dump() if config.reference else None
     return {**figures(results), "reference": reference}
 
 
-def _chat(ctx: StageContext, config: EvaluateConfig, tokenizer_dir: Path, languages: list[str]) -> dict:
-    """The tuned model answering the sft stage's held-out conversations, scored per language."""
-    from fournil.evaluate.chat import chat_scores, read_heldout
+def _chat(ctx: StageContext, config: EvaluateConfig, tokenizer_dir: Path, languages: list[str], tasks: list) -> dict:
+    """The tuned model answering the sft stage's held-out conversations, scored per language, and the
+    recipe's shipped translation tasks asked in chat form."""
+    from fournil.evaluate.chat import chat_scores, read_heldout, translation_scores
     from fournil.model.generate import Generator, Sampling
 
     ctx.log("[evaluate] chat: answering held-out conversations")
     generator = Generator(ctx.input("sft") / "final", tokenizer_dir, config.device)
     sampling = Sampling(max_new_tokens=config.max_new_tokens, repetition_penalty=1.1)  # greedy, deterministic
-    return chat_scores(generator, read_heldout(ctx.input("sft") / "heldout.jsonl"), languages, sampling, config.max_examples or 100)
+    scores = chat_scores(generator, read_heldout(ctx.input("sft") / "heldout.jsonl"), languages, sampling, config.max_examples or 100)
+    scores["translation"] = translation_scores(generator, tasks, languages, sampling, config.max_examples or 100)
+    for direction, row in scores["translation"].items():
+        ctx.log(f"[evaluate] chat translation {direction}: chrF {row['chrf']['value']:.4g} (n={row['examples']}), "
+                f"in the target language {row['fidelity']['pass_rate']}")
+    return scores
 
 
 def figures(results: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +183,7 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
         "harness": results.get("harness"),
         "memorisation": (results.get("memorisation") or {}).get("by_repeats"),
         "chat": (results.get("chat") or {}).get("per_language"),
+        "chat_translation": (results.get("chat") or {}).get("translation"),
         "checkpoints": [{"name": c["name"], "step": c["step"], "tokens_seen": c["tokens_seen"],
                          "bits_per_byte": {lang: r.get("bits_per_byte") for lang, r in c["per_language"].items()},
                          "tasks": {n: (t["metrics"].get(t["headline"]) or {}).get("value") for n, t in c["tasks"].items()}}

@@ -103,6 +103,10 @@ class Generator:
         settings = tokenizer_dir / "tokenizer_config.json"
         self.chat_template = json.loads(settings.read_text(encoding="utf-8")).get("chat_template") if settings.is_file() else None
 
+    def fits(self, prompt: str) -> bool:
+        """Whether the model can read `prompt` and still answer (it leaves at least one position)."""
+        return len(self.tokenizer.encode(prompt, add_special_tokens=True).ids) < self.model.config.context_length
+
     def stream(self, prompt: str, s: Sampling) -> Iterator[str]:
         """Yield the continuation of `prompt` piece by piece, cut before the first stop string. Text that
         could still become a stop string, or an incomplete UTF-8 character, is held back until it cannot."""

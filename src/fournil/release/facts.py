@@ -373,6 +373,7 @@ def sft_facts(records: Records, recipe) -> dict:
         "sources": [plain(source) for source in sf.sources or []],
         "per_language": {lang: plain(f) for lang, f in (sf.per_language or {}).items()},
         "chat": {lang: plain(c) for lang, c in (records.figures("evaluate").chat or {}).items()},
+        "chat_translation": {d: plain(t) for d, t in (records.figures("evaluate").chat_translation or {}).items()},
     }
 
 
