@@ -26,11 +26,15 @@ def _open(path: Path):
     return open(path, "rb")
 
 
+READ_BYTES = 1 << 16  # compressed bytes decompressed at a time: a reader holds a few hundred kB, not MBs
+
+
 def _zst_chunks(path: Path) -> Iterator[bytes]:
-    """Decompressed blocks of a (multi-frame) .zst file; EOFError when the last frame is cut short."""
+    """Decompressed blocks of a (multi-frame) .zst file; EOFError when the last frame is cut short.
+    Corpus pass 2 merges one reader per pass-1 file, so a block is held that many times at once."""
     with open(path, "rb") as raw:
         stream, fed = zstandard.ZstdDecompressor().decompressobj(), False
-        while chunk := raw.read(1 << 20):
+        while chunk := raw.read(READ_BYTES):
             while chunk:
                 fed = True
                 yield stream.decompress(chunk)
