@@ -326,3 +326,17 @@ def test_disk_faults_are_one_line_errors(fake_stages, minimal_recipe_data, tmp_p
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.splitlines() == [
         f"error: {tmp_path / 'afile'} is a file, not a folder; give another --runs-dir or move the file away"]
+
+
+def test_instruction_data_rewritten_in_place_reruns_sft_alone(minimal_recipe_data, tmp_path):
+    """`fournil instruct generate` rewrites its examples in place: the sft stage's fingerprint holds their content
+    hash, not only their path, so new data retunes the model (and what follows it) without retraining."""
+    examples = tmp_path / "examples.jsonl"
+    examples.write_text(json.dumps({"messages": [{"role": "user", "content": "Bonjour"}, {"role": "assistant", "content": "Salut"}]}) + "\n")
+    recipe = parse_recipe({**minimal_recipe_data, "sft": {"sources": [{"name": "self-instruct", "path": str(examples), "lang": "fr", "license": "CC-BY-4.0"}]}}, tmp_path)
+    before = runs.planned_fingerprints(recipe)
+    assert runs.planned_fingerprints(recipe) == before
+    with examples.open("a") as f:
+        f.write(json.dumps({"messages": [{"role": "user", "content": "Merci"}, {"role": "assistant", "content": "De rien"}]}) + "\n")
+    after = runs.planned_fingerprints(recipe)
+    assert [s for s in runs.STAGE_NAMES if after[s] != before[s]] == ["sft", "evaluate", "release"]
