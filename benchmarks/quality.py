@@ -11,20 +11,27 @@ MixtureSampler stream, seed for seed) and are scored on the same held-out text p
 Both are evaluated `--evals` times along the run. Printed per language, as mean ± sample standard
 deviation over the seeds: each recipe's final bits per byte, their ratio, and the tokens fournil
 needed to reach the standard's final value (interpolated on its eval curve) over the standard's
-tokens; then each side's training wall time and the optimiser's share of it, and fournil's bits
-per byte at the standard's wall time (the gain per second).
+tokens; fournil's bits per byte after as many training CPU seconds as the standard took (the gain per
+second), and its ratio to the standard's final value; then each side's training time (CPU seconds of
+its process, user + system, evaluations left out; wall time beside it), CPU seconds a step and the
+optimiser step's share of the CPU time. CPU time, not wall time, because the machine may be shared:
+other work slows the wall clock of both sides, not their CPU seconds. `--jobs` runs the seeds and
+sides side by side in separate processes (each with its own CPU clock), `--fournil-set` changes
+fournil's side alone (a larger batch with fewer steps at equal tokens, to amortise Muon's step).
 
     fournil run recipes/demo.yaml --until mixture        # the token shards and held-out text
-    python benchmarks/quality.py recipes/demo.yaml --steps 150 --seeds 3
-    python benchmarks/quality.py recipes/demo.yaml --set train.optimizer=adamw   # fournil with a change
+    python benchmarks/quality.py recipes/demo.yaml --set train.optimizer=muon --steps 60 --set train.warmup_steps=6 --threads 1 --jobs 6
+    python benchmarks/quality.py recipes/demo.yaml --fournil-set train.global_batch_tokens=8192 --fournil-set train.max_steps=150
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -57,30 +64,41 @@ class PerTokenLoss(nn.Module):
 
 
 class Clock:
-    """Training seconds (evaluations left out) and the optimiser's share of them."""
+    """Training seconds, evaluations left out, both wall and CPU (user + system of the process, all its
+    threads): on a machine shared with other work the CPU seconds are the fair measure. Also the
+    optimiser step's share of them."""
 
     def __init__(self) -> None:
-        self.start, self.paused, self.optimizer = time.perf_counter(), 0.0, 0.0
+        self.start()
+        self.paused = self.paused_cpu = self.optimizer = self.optimizer_cpu = 0.0
+
+    def start(self) -> None:
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
 
     def now(self) -> float:
-        return time.perf_counter() - self.start - self.paused
+        return time.perf_counter() - self.wall0 - self.paused
+
+    def cpu(self) -> float:
+        return time.process_time() - self.cpu0 - self.paused_cpu
 
     def timed(self, step):  # noqa: ANN001, ANN201
         def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            begin = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             result = step(*args, **kwargs)
-            self.optimizer += time.perf_counter() - begin
+            self.optimizer += time.perf_counter() - wall
+            self.optimizer_cpu += time.process_time() - cpu
             return result
         return wrapped
 
 
 def scorer(texts: dict[str, list[str]], tokenizer, bos: int, context: int, clock: Clock, curve: list, tokens_at):  # noqa: ANN001, ANN201
-    """An evaluator that appends (tokens, training seconds, {lang: bits per byte}) to `curve`."""
+    """An evaluator that appends (tokens, training CPU seconds, {lang: bits per byte}) to `curve`."""
     def evaluate(model: nn.Module) -> dict[str, float]:
-        begin = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         scores = {lang: bits_per_byte(model, tokenizer, t, context, 8, bos_id=bos)["bits_per_byte"] for lang, t in texts.items()}
-        curve.append((tokens_at(), clock.now(), scores))
-        clock.paused += time.perf_counter() - begin
+        curve.append((tokens_at(), clock.cpu(), scores))
+        clock.paused += time.perf_counter() - wall
+        clock.paused_cpu += time.process_time() - cpu
         return scores
     return evaluate
 
@@ -97,10 +115,9 @@ def train_fournil(recipe, config, mixture: Path, seed: int, every: int, texts, t
         trainer.evaluator = scorer(texts, tokenizer, bos, config.context_length, clock, curve, lambda: trainer.step * trainer.batch_tokens)
         for optimizer in trainer.optimizers:
             optimizer.step = clock.timed(optimizer.step)
-        clock.start = time.perf_counter()
+        clock.start()
         trainer._loop()
-        wall = clock.now()
-    return {"curve": curve, "wall": wall, "optimizer": clock.optimizer}
+        return result(clock, curve, trainer.step)
 
 
 def train_standard(recipe, config, mixture: Path, seed: int, every: int, texts, tokenizer, bos, lr: float) -> dict:  # noqa: ANN001
@@ -121,7 +138,7 @@ def train_standard(recipe, config, mixture: Path, seed: int, every: int, texts, 
     evaluate = scorer(texts, tokenizer, bos, config.context_length, clock, curve, lambda: step * batch_tokens)
     wrapper = PerTokenLoss(model)
     optimizer.step = clock.timed(optimizer.step)
-    clock.start = time.perf_counter()
+    clock.start()
     while step < cfg.max_steps:
         batches = [sampler.next_batch() for _ in range(accumulation)]
         count = sum(int((b.targets != IGNORE).sum()) for b in batches)
@@ -137,7 +154,12 @@ def train_standard(recipe, config, mixture: Path, seed: int, every: int, texts, 
         if step % every == 0 or step == cfg.max_steps:
             evaluate(wrapper)
             model.train()
-    return {"curve": curve, "wall": clock.now(), "optimizer": clock.optimizer}
+    return result(clock, curve, step)
+
+
+def result(clock: Clock, curve: list, steps: int) -> dict:
+    return {"curve": curve, "wall": clock.now(), "cpu": clock.cpu(), "steps": steps,
+            "optimizer": clock.optimizer, "optimizer_cpu": clock.optimizer_cpu}
 
 
 def tokens_to_reach(curve: list, lang: str, target: float) -> float | None:
@@ -155,16 +177,16 @@ def tokens_to_reach(curve: list, lang: str, target: float) -> float | None:
 
 
 def at_time(curve: list, lang: str, seconds: float) -> float | None:
-    """Bits per byte after `seconds` of training, interpolated on the curve; past its end, its last
+    """Bits per byte after `seconds` of training CPU time, interpolated on the curve; past its end, its last
     value (a run that stopped sooner would only go lower); None before its first evaluation."""
     previous = None
-    for _, wall, scores in curve:
-        if wall >= seconds:
+    for _, cpu, scores in curve:
+        if cpu >= seconds:
             if previous is None:
                 return None
-            w0, v0 = previous
-            return v0 + (scores[lang] - v0) * (seconds - w0) / (wall - w0)
-        previous = (wall, scores[lang])
+            c0, v0 = previous
+            return v0 + (scores[lang] - v0) * (seconds - c0) / (cpu - c0)
+        previous = (cpu, scores[lang])
     return previous[1]
 
 
@@ -176,53 +198,109 @@ def spread(values: list[float | None], digits: int = 3) -> str:
     return text + (f" ({len(values) - len(known)} of {len(values)} not reached)" if len(known) < len(values) else "")
 
 
+class Setup:
+    """What every run reads: the two recipes, the model shape, the tokenizer and the held-out text (picklable,
+    so a `--jobs` process builds its own)."""
+
+    def __init__(self, path: Path, overrides: list[str], ours: list[str], run: Path | None, evals: int, standard_lr: float,
+                 threads: int) -> None:
+        self.path, self.overrides, self.ours, self.evals, self.standard_lr, self.threads = path, overrides, ours, evals, standard_lr, threads
+        self.recipe = load_recipe(path, overrides)
+        self.ours_recipe = load_recipe(path, overrides + ours)
+        self.run = run or Path("runs") / self.recipe.name
+        self.config = model_config(self.recipe.model, load_tokenizer(self.run / "tokenizer").get_vocab_size())
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k in ("path", "overrides", "ours", "run", "evals", "standard_lr", "threads")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], state["overrides"], state["ours"], state["run"], state["evals"], state["standard_lr"], state["threads"])
+
+
+def run_job(job: tuple) -> dict:
+    """One side at one seed, on `threads` threads of this process."""
+    setup, side, seed = job
+    torch.set_num_threads(setup.threads)
+    print(f"# {side} seed {seed}: started", flush=True)
+    tokenizer = load_tokenizer(setup.run / "tokenizer")
+    bos = special_ids(setup.run / "tokenizer")["bos"]
+    recipe = setup.ours_recipe if side == "fournil" else setup.recipe
+    texts = heldout_samples(setup.run / "corpus", list(recipe.languages), recipe.train.eval_docs_per_language)
+    every = max(1, recipe.train.max_steps // setup.evals)
+    if side == "fournil":
+        result = train_fournil(recipe, setup.config, setup.run / "mixture", seed, every, texts, tokenizer, bos)
+    else:
+        result = train_standard(recipe, setup.config, setup.run / "mixture", seed, every, texts, tokenizer, bos, setup.standard_lr)
+    print(f"# {side} seed {seed}: " + " ".join(f"{lang} {v:.4f}" for lang, v in result["curve"][-1][2].items())
+          + f" in {result['cpu']:.0f} CPU s", flush=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe", type=Path)
     parser.add_argument("--run", type=Path, help="the baked run folder (default runs/<recipe name>)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a recipe override for fournil's side (and the shared shape/budget)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a recipe override for both sides (shape, budget, warmup; fournil's train: fields)")
+    parser.add_argument("--fournil-set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="an override for fournil's side alone, e.g. a larger train.global_batch_tokens with fewer train.max_steps at equal tokens")
     parser.add_argument("--steps", type=int, help="optimiser steps (default: the recipe's train.max_steps)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--evals", type=int, default=6, help="evaluations along each run")
     parser.add_argument("--standard-lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side, each in its own process on --threads threads "
+                        "(CPU times stay per process, so they hold on a shared machine)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     overrides = list(args.set) + ([f"train.max_steps={args.steps}"] if args.steps else [])
-    recipe = load_recipe(args.recipe, overrides)
-    run = args.run or Path("runs") / recipe.name
-    tokenizer = load_tokenizer(run / "tokenizer")
-    bos = special_ids(run / "tokenizer")["bos"]
-    config = model_config(recipe.model, tokenizer.get_vocab_size())
-    cfg = recipe.train
-    texts = heldout_samples(run / "corpus", list(recipe.languages), cfg.eval_docs_per_language)
-    every = max(1, cfg.max_steps // args.evals)
-    tokens = cfg.max_steps * accumulation_steps(cfg, config.context_length, 1) * cfg.micro_batch_size * config.context_length
+    setup = Setup(args.recipe, overrides, list(args.fournil_set), args.run, args.evals, args.standard_lr, args.threads)
+    recipe, ours_recipe, config = setup.recipe, setup.ours_recipe, setup.config
+    cfg, ours_cfg = recipe.train, ours_recipe.train
+
+    def budget(c) -> int:  # noqa: ANN001
+        return c.max_steps * accumulation_steps(c, config.context_length, 1) * c.micro_batch_size * config.context_length
+    tokens, ours_tokens = budget(cfg), budget(ours_cfg)
     print(f"# {recipe.name}: dim {config.dim}, {config.n_layers} layers, context {config.context_length}, vocabulary {config.vocab_size}; "
-          f"{cfg.max_steps} steps × {tokens // cfg.max_steps} tokens = {tokens:,} tokens; {args.seeds} seeds; {args.threads} threads")
-    print(f"# fournil: optimizer {cfg.optimizer}, lr {cfg.lr}, {cfg.schedule}, warmup {cfg.warmup_steps}, init std {config.init_std}"
-          f"{', ' + ' '.join(args.set) if args.set else ''}; standard: AdamW lr {args.standard_lr}, cosine, warmup {cfg.warmup_steps}")
-    results = {"fournil": [], "standard": []}
+          f"{cfg.max_steps} steps × {tokens // cfg.max_steps} tokens = {tokens:,} tokens; {args.seeds} seeds; "
+          f"{args.threads} threads × {args.jobs} jobs")
+    print(f"# fournil: optimizer {ours_cfg.optimizer}, lr {ours_cfg.lr}, {ours_cfg.schedule}, warmup {ours_cfg.warmup_steps}, init std {config.init_std}, "
+          f"{ours_cfg.max_steps} steps × {ours_tokens // ours_cfg.max_steps} tokens = {ours_tokens:,}"
+          f"{', ' + ' '.join(args.set + args.fournil_set) if args.set or args.fournil_set else ''}; "
+          f"standard: AdamW lr {args.standard_lr}, cosine, warmup {cfg.warmup_steps}", flush=True)
+    jobs = [(setup, side, recipe.seed + k) for k in range(args.seeds) for side in ("standard", "fournil")]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(run_job, jobs))
+    else:
+        done = [run_job(job) for job in jobs]
+    results = {"standard": done[0::2], "fournil": done[1::2]}
     for k in range(args.seeds):
-        seed = recipe.seed + k
-        results["standard"].append(train_standard(recipe, config, run / "mixture", seed, every, texts, tokenizer, bos, args.standard_lr))
-        results["fournil"].append(train_fournil(recipe, config, run / "mixture", seed, every, texts, tokenizer, bos))
-        print(f"seed {seed}: " + "; ".join(f"{side} " + " ".join(f"{lang} {v:.4f}" for lang, v in r[-1]["curve"][-1][2].items())
-                                           + f" in {r[-1]['wall']:.0f} s, optimizer {100 * r[-1]['optimizer'] / r[-1]['wall']:.1f} %"
-                                           for side, r in results.items()), flush=True)
-    print(f"\n{'lang':<6}{'standard bpb':>18}{'fournil bpb':>18}{'ratio':>18}  {'tokens to reach (ratio)':>28}  {'fournil at standard wall':>26}")
-    for lang in texts:
-        std = [r["curve"][-1][2][lang] for r in results["standard"]]
-        ours = [r["curve"][-1][2][lang] for r in results["fournil"]]
+        print(f"seed {recipe.seed + k}: " + "; ".join(
+            f"{side} " + " ".join(f"{lang} {v:.4f}" for lang, v in runs[k]["curve"][-1][2].items())
+            + f" in {runs[k]['cpu']:.0f} CPU s ({runs[k]['wall']:.0f} s wall), optimizer {100 * runs[k]['optimizer_cpu'] / runs[k]['cpu']:.1f} %"
+            for side, runs in results.items()))
+    print(f"\n{'lang':<6}{'standard bpb':>18}{'fournil bpb':>18}{'ratio':>18}  {'tokens to reach (ratio)':>28}"
+          f"  {'fournil at standard CPU s':>26}{'ratio':>18}")
+    for lang in recipe.languages:
+        pairs = list(zip(results["fournil"], results["standard"], strict=True))
+        std = [s["curve"][-1][2][lang] for _, s in pairs]
+        ours = [f["curve"][-1][2][lang] for f, _ in pairs]
         ratio = [o / s for o, s in zip(ours, std, strict=True)]
-        reach = [tokens_to_reach(f["curve"], lang, s["curve"][-1][2][lang]) for f, s in zip(results["fournil"], results["standard"], strict=True)]
+        reach = [tokens_to_reach(f["curve"], lang, s["curve"][-1][2][lang]) for f, s in pairs]
         reach_ratio = [r / tokens if r is not None else None for r in reach]
-        per_second = [at_time(f["curve"], lang, s["wall"]) for f, s in zip(results["fournil"], results["standard"], strict=True)]
-        print(f"{lang:<6}{spread(std):>18}{spread(ours):>18}{spread(ratio):>18}  {spread(reach_ratio, 2):>28}  {spread(per_second):>26}")
+        per_second = [at_time(f["curve"], lang, s["cpu"]) for f, s in pairs]
+        second_ratio = [v / s if v is not None else None for v, s in zip(per_second, std, strict=True)]
+        print(f"{lang:<6}{spread(std):>18}{spread(ours):>18}{spread(ratio):>18}  {spread(reach_ratio, 2):>28}"
+              f"  {spread(per_second):>26}{spread(second_ratio):>18}")
+    print()
     for side, runs in results.items():
-        walls = [r["wall"] for r in runs]
-        share = [r["optimizer"] / r["wall"] for r in runs]
-        print(f"{side}: training {spread(walls, 1)} s ({tokens / statistics.mean(walls):,.0f} tokens/s), optimizer step {spread([100 * s for s in share], 1)} % of it")
+        cpu, wall = [r["cpu"] for r in runs], [r["wall"] for r in runs]
+        per_step = [r["cpu"] / r["steps"] for r in runs]
+        share = [100 * r["optimizer_cpu"] / r["cpu"] for r in runs]
+        print(f"{side}: training {spread(cpu, 1)} CPU s ({spread(wall, 1)} s wall), {spread(per_step, 3)} CPU s a step, "
+              f"{(ours_tokens if side == 'fournil' else tokens) / statistics.mean(cpu):,.0f} tokens a CPU second; "
+              f"optimizer step {spread(share, 1)} % of the CPU time")
+    cost = [f["cpu"] / s["cpu"] for f, s in zip(results["fournil"], results["standard"], strict=True)]
+    print(f"fournil / standard training CPU time: {spread(cost)}")
 
 
 if __name__ == "__main__":
