@@ -126,7 +126,36 @@ def test_bloom_export_loads_in_transformers_with_equal_logits(tmp_path, tokenize
     theirs = hf_load(out)
     assert type(theirs).__name__ == "BloomForCausalLM"
     assert sum(p.numel() for p in theirs.parameters()) == model.num_params()
-    assert_same_logits(model, theirs, torch.randint(0, 512, (2, 41)))
+    x = torch.randint(0, 512, (2, 41))
+    assert_same_logits(model, theirs, x)
+    back = load_model(out)  # and back: fournil reads its own BLOOM release (generate, chat, evaluate, gguf)
+    assert back.config == model.config
+    with torch.no_grad():
+        assert torch.equal(back(x), model(x))
+
+
+def test_import_from_transformers_bloom_with_equal_logits(tmp_path):
+    config = transformers.BloomConfig(vocab_size=300, hidden_size=96, n_layer=3, n_head=6, layer_norm_epsilon=1e-6)
+    torch.manual_seed(2)
+    theirs = transformers.BloomForCausalLM(config).eval()
+    with torch.no_grad():  # biases and norms away from 0 and 1, so a misplaced one shows
+        for name, p in theirs.named_parameters():
+            if p.ndim == 1:
+                p.uniform_(0.5, 1.5)
+    theirs.save_pretrained(tmp_path / "hf")
+    ours = import_hf(tmp_path / "hf")
+    assert (ours.config.alibi, ours.config.n_heads, ours.config.ffn_dim, ours.config.norm_eps) == (True, 6, 384, 1e-6)
+    x = torch.randint(0, 300, (2, 50))
+    assert_same_logits(ours, theirs, x)
+    # BigScience's own files name the tensors without the `transformer.` prefix
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(tmp_path / "hf" / "model.safetensors")
+    save_file({k.removeprefix("transformer."): v for k, v in tensors.items()}, tmp_path / "hf" / "model.safetensors")
+    assert_same_logits(import_hf(tmp_path / "hf"), theirs, x)
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({**config.to_dict(), "apply_residual_connection_post_layernorm": True}))
+    with pytest.raises(FournilError, match="apply_residual_connection_post_layernorm"):
+        import_hf(tmp_path / "hf")
 
 
 def test_models_mixing_llama_and_bloom_are_not_exportable(tmp_path, tokenizer_dir):
@@ -223,6 +252,30 @@ def test_gguf_export_reads_back(tmp_path, tokenizer_dir):
     assert field("general.architecture") == ["llama"] and field("llama.attention.head_count_kv") == [2]
     assert field("tokenizer.ggml.eos_token_id") == [1] and field("tokenizer.ggml.add_bos_token") == [True]
     assert field("tokenizer.ggml.merges")
+
+
+def test_gguf_export_of_a_bloom_model_reads_back(tmp_path, tokenizer_dir):
+    from gguf import GGUFReader
+
+    from fournil.model.gguf_export import export_gguf
+
+    model = tiny(**BLOOM, n_kv_heads=4, ffn_dim=256)
+    reader = GGUFReader(export_gguf(export_hf(model, tokenizer_dir, tmp_path / "hf"), tmp_path / "bloom.gguf", outtype="f32"))
+    tensors = {t.name: t for t in reader.tensors}
+    per_layer = {f"{name}.{suffix}" for name in ("attn_norm", "attn_qkv", "attn_output", "ffn_norm", "ffn_up", "ffn_down")
+                 for suffix in ("weight", "bias")}
+    assert set(tensors) == {"token_embd.weight", "token_embd_norm.weight", "token_embd_norm.bias", "output_norm.weight",
+                            "output_norm.bias"} | {f"blk.{i}.{name}" for i in (0, 1) for name in per_layer}  # tied: no output.weight
+    attn = model.layers[1].attn
+    for suffix in ("weight", "bias"):  # q, k, v rows one after the other, unpermuted (ALiBi, no RoPE)
+        fused = torch.cat([getattr(attn, w).get_parameter(suffix) for w in ("wq", "wk", "wv")]).detach().numpy()
+        np.testing.assert_array_equal(tensors[f"blk.1.attn_qkv.{suffix}"].data.reshape(fused.shape), fused)
+    np.testing.assert_array_equal(tensors["blk.0.ffn_up.bias"].data, model.layers[0].ffn.w1.bias.detach().numpy())
+    np.testing.assert_array_equal(tensors["token_embd_norm.bias"].data, model.embed_norm.bias.detach().numpy())
+    assert list(tensors["blk.0.ffn_down.weight"].shape) == [256, 64]
+    assert gguf_field(reader, "general.architecture") == "bloom" and gguf_field(reader, "bloom.feed_forward_length") == 256
+    assert gguf_field(reader, "bloom.attention.layer_norm_epsilon") == pytest.approx(1e-5)
+    assert not [key for key in reader.fields if "rope" in key]
 
 
 @pytest.fixture(scope="module")

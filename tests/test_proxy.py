@@ -48,7 +48,8 @@ def small_tree(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("name", [p.stem for p in RECIPES])
 def test_every_recipe_bakes_at_proxy_scale(small_tree, tmp_path, name):
     path = small_tree / "recipes" / f"{name}.yaml"
-    full, proxy = load_recipe(path), load_recipe(path, proxy="tiny")
+    sets = ["release.gguf=true"] if name == "bloom" else []  # llama.cpp's bloom architecture, from the release stage
+    full, proxy = load_recipe(path), load_recipe(path, sets, proxy="tiny")
     assert proxy.name == f"{name}-proxy-tiny" and proxy.proxy.of == name
     # the data logic is the recipe's own
     for field in ("languages", "sources", "parallel", "corpus"):
@@ -66,6 +67,16 @@ def test_every_recipe_bakes_at_proxy_scale(small_tree, tmp_path, name):
     assert f"**This is a proxy bake** of the recipe `{name}`" in card and "model.overrides.dim: " in card
     config = json.loads((run_dir / "release" / "config.json").read_text())
     assert config["architectures"] == ["BloomForCausalLM" if name == "bloom" else "LlamaForCausalLM"]
+    if name == "bloom":  # the release reads back into fournil, and its GGUF files are llama.cpp's bloom
+        from gguf import GGUFReader
+
+        from fournil.model.io import load_model
+
+        assert load_model(run_dir / "release").config.alibi
+        files = manifests["release"]["figures"]["gguf"]
+        assert files == ["bloom-style-1b7-F16.gguf", "bloom-style-1b7-Q8_0.gguf", "bloom-style-1b7-Q4_0.gguf"]
+        field = GGUFReader(run_dir / "release" / files[0]).fields["general.architecture"]
+        assert bytes(field.parts[field.data[0]]).decode() == "bloom"
 
 
 def test_a_model_transformers_cannot_load_releases_in_fournils_format(small_tree, tmp_path):

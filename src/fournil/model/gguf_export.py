@@ -1,8 +1,10 @@
-"""GGUF export for llama.cpp: the `llama` architecture, weights, the byte-level BPE vocabulary and
-the chat template.
+"""GGUF export for llama.cpp: the `llama` or `bloom` architecture, weights, the byte-level BPE
+vocabulary and the chat template.
 
 llama.cpp's Llama applies RoPE to interleaved pairs where fournil and Hugging Face rotate halves,
 so the query and key rows are permuted exactly as llama.cpp's own convert_hf_to_gguf.py does.
+llama.cpp's BLOOM reads q, k and v as one matrix, their rows one after the other (ALiBi with
+BLOOM's slopes is built in), and its output head is the embedding when the file has none.
 llama.cpp splits text before BPE with a pre-tokenizer it knows by name (`tokenizer.ggml.pre`); a
 tokenizer whose splitting is not one of those is refused, since llama.cpp would encode text
 differently from training without a word of warning.
@@ -24,7 +26,7 @@ try:
     import gguf
 except ModuleNotFoundError:
     raise FournilError("GGUF export needs the gguf package: pip install 'fournil[gguf]'") from None
-from fournil.model.hf import check_exportable, special_tokens
+from fournil.model.hf import export_architecture, special_tokens
 from fournil.model.io import find_tokenizer, load_model, state_tensors
 from fournil.tokenizer.train import LLAMA_CPP
 
@@ -52,6 +54,27 @@ def gguf_name(name: str) -> str:
                  "attn.wo": "attn_output", "ffn.w1": "ffn_gate", "ffn.w3": "ffn_up", "ffn.w2": "ffn_down"}[".".join(parts[2:-1])]
         return f"blk.{parts[1]}.{inner}.weight"
     return {"embed.weight": "token_embd.weight", "norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}[name]
+
+
+def bloom_gguf_name(name: str) -> str:
+    """fournil tensor name of a BLOOM model (q, k and v already fused as `attn.wqkv`) → llama.cpp tensor name."""
+    *parts, suffix = name.split(".")
+    if parts[0] == "layers":
+        inner = {"attn_norm": "attn_norm", "ffn_norm": "ffn_norm", "attn.wqkv": "attn_qkv", "attn.wo": "attn_output",
+                 "ffn.w1": "ffn_up", "ffn.w2": "ffn_down"}[".".join(parts[2:])]
+        return f"blk.{parts[1]}.{inner}.{suffix}"
+    return {"embed": "token_embd", "embed_norm": "token_embd_norm", "norm": "output_norm", "lm_head": "output"}[parts[0]] + f".{suffix}"
+
+
+def bloom_fused(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors with each layer's q, k and v (weights and biases) joined row after row as `attn.wqkv`."""
+    out = {}
+    for name, tensor in tensors.items():
+        if ".attn.wq." in name:
+            out[name.replace(".wq.", ".wqkv.")] = torch.cat([tensors[name.replace(".wq.", f".{w}.")] for w in ("wq", "wk", "wv")])
+        elif ".attn.wk." not in name and ".attn.wv." not in name:
+            out[name] = tensor
+    return out
 
 
 def interleave_rope_rows(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -116,14 +139,14 @@ def gguf_tensor(name: str, tensor: torch.Tensor, outtype: str) -> tuple[np.ndarr
 
 def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | None = None, outtype: str = "f16",
                 name: str | None = None) -> Path:
-    """Write a GGUF file that llama.cpp runs: weights (`outtype` f32, f16, q8_0 or q4_0; norms stay f32),
-    the tokenizer (vocabulary, merges, special tokens, pre-tokenizer) and its chat template. `name` is
+    """Write a GGUF file that llama.cpp runs, of a Llama or a BLOOM model: weights (`outtype` f32, f16,
+    q8_0 or q4_0; norms and biases stay f32), the tokenizer (vocabulary, merges, special tokens, pre-tokenizer) and its chat template. `name` is
     the model's (general.name), the folder's by default. The tokenizer is found next to the model unless given."""
     if outtype not in OUT_TYPES:
         raise FournilError(f"outtype {outtype!r}: choose one of {', '.join(OUT_TYPES)}")
     model = load_model(hf_or_model_folder)
     config = model.config
-    check_exportable(config)
+    architecture = export_architecture(config)
     tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else find_tokenizer(hf_or_model_folder)
     tokenizer_path = tokenizer_dir / "tokenizer.json"
     ids = special_tokens(tokenizer_dir)
@@ -134,7 +157,7 @@ def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | 
 
     out_path = Path(out_path)
     with replacing(out_path) as tmp:
-        writer = gguf.GGUFWriter(tmp, "llama")
+        writer = gguf.GGUFWriter(tmp, architecture)
         writer.add_name(name or Path(hf_or_model_folder).resolve().name)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_context_length(config.context_length)
@@ -143,9 +166,12 @@ def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | 
         writer.add_feed_forward_length(config.ffn_dim)
         writer.add_head_count(config.n_heads)
         writer.add_head_count_kv(config.n_kv_heads)
-        writer.add_rope_dimension_count(config.head_dim)
-        writer.add_rope_freq_base(config.rope_base)
-        writer.add_layer_norm_rms_eps(config.norm_eps)
+        if architecture == "bloom":
+            writer.add_layer_norm_eps(config.norm_eps)
+        else:
+            writer.add_rope_dimension_count(config.head_dim)
+            writer.add_rope_freq_base(config.rope_base)
+            writer.add_layer_norm_rms_eps(config.norm_eps)
         writer.add_vocab_size(config.vocab_size)
         writer.add_file_type(OUT_TYPES[outtype][0])
         writer.add_tokenizer_model("gpt2")
@@ -161,13 +187,14 @@ def export_gguf(hf_or_model_folder: Path, out_path: Path, tokenizer_dir: Path | 
         if template:
             writer.add_chat_template(template)
 
-        for key, tensor in state_tensors(model).items():
-            if key.endswith("attn.wq.weight"):
+        tensors = state_tensors(model)
+        for key, tensor in (bloom_fused(tensors) if architecture == "bloom" else tensors).items():
+            if architecture == "llama" and key.endswith("attn.wq.weight"):
                 tensor = interleave_rope_rows(tensor, config.n_heads)
-            elif key.endswith("attn.wk.weight"):
+            elif architecture == "llama" and key.endswith("attn.wk.weight"):
                 tensor = interleave_rope_rows(tensor, config.n_kv_heads)
             data, qtype = gguf_tensor(key, tensor, outtype)
-            writer.add_tensor(gguf_name(key), data, raw_dtype=qtype)
+            writer.add_tensor((bloom_gguf_name if architecture == "bloom" else gguf_name)(key), data, raw_dtype=qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()

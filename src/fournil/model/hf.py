@@ -1,8 +1,8 @@
 """Hugging Face interop: a fournil model ⇄ a `LlamaForCausalLM` folder that transformers, lm-eval,
-vLLM and llama.cpp's converter load as is; a BLOOM-shaped model → a `BloomForCausalLM` folder.
+vLLM and llama.cpp's converter load as is; a BLOOM-shaped model ⇄ a `BloomForCausalLM` folder.
 
-Only the tensor names differ (fournil's layout is Llama's, rotate-half RoPE included), so both
-directions are renamings of safetensors; transformers is not needed for either.
+Only the tensor names differ (fournil's layout is Llama's, rotate-half RoPE included; BLOOM fuses
+q, k and v per head), so both directions are renamings of safetensors; transformers is not needed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from fournil.atomic import replacing, write_text
@@ -83,10 +84,31 @@ def bloom_tensors(model: Llama) -> dict[str, torch.Tensor]:
             ours, theirs = f"layers.{i}.", f"transformer.h.{i}."
             parts = [state[f"{ours}attn.{w}.{suffix}"].reshape(c.n_heads, c.head_dim, -1) for w in ("wq", "wk", "wv")]
             tensors[theirs + f"self_attention.query_key_value.{suffix}"] = torch.stack(parts, dim=1).reshape(3 * c.dim, -1).squeeze(-1)
-            for mine, hf in (("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"), ("attn.wo", "self_attention.dense"),
-                             ("ffn.w1", "mlp.dense_h_to_4h"), ("ffn.w2", "mlp.dense_4h_to_h")):
+            for mine, hf in BLOOM_NAMES:
                 tensors[f"{theirs}{hf}.{suffix}"] = state[f"{ours}{mine}.{suffix}"]
     return {name: t.contiguous() for name, t in tensors.items()}
+
+
+BLOOM_NAMES = (("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"), ("attn.wo", "self_attention.dense"),
+               ("ffn.w1", "mlp.dense_h_to_4h"), ("ffn.w2", "mlp.dense_4h_to_h"))
+
+
+def bloom_state(tensors: dict[str, torch.Tensor], c: LlamaConfig) -> dict[str, torch.Tensor]:
+    """BloomForCausalLM's tensors (names as `bloom_tensors` writes them) → fournil's state dict: the inverse."""
+    state = {"embed.weight": tensors["transformer.word_embeddings.weight"]}
+    for suffix in ("weight", "bias"):
+        state[f"embed_norm.{suffix}"] = tensors[f"transformer.word_embeddings_layernorm.{suffix}"]
+        state[f"norm.{suffix}"] = tensors[f"transformer.ln_f.{suffix}"]
+        for i in range(c.n_layers):
+            ours, theirs = f"layers.{i}.", f"transformer.h.{i}."
+            fused = tensors[theirs + f"self_attention.query_key_value.{suffix}"].reshape(c.n_heads, 3, c.head_dim, -1)
+            for j, w in enumerate(("wq", "wk", "wv")):
+                state[f"{ours}attn.{w}.{suffix}"] = fused[:, j].reshape(c.dim, -1).squeeze(-1).contiguous()
+            for mine, hf in BLOOM_NAMES:
+                state[f"{ours}{mine}.{suffix}"] = tensors[f"{theirs}{hf}.{suffix}"]
+    if "lm_head.weight" in tensors:
+        state["lm_head.weight"] = tensors["lm_head.weight"]
+    return state
 
 
 def bloom_config(config: LlamaConfig, tokens: dict[str, int | None], dtype: torch.dtype) -> dict:
@@ -187,7 +209,7 @@ def export_hf(model_folder_or_model: Path | Llama, tokenizer_dir: Path, out_dir:
 def llama_config_from_hf(data: dict, where: Path) -> LlamaConfig:
     """The LlamaConfig of a Hugging Face Llama config.json; anything fournil's Llama lacks is an error."""
     if data.get("model_type") != "llama":
-        raise FournilError(f"{where}: model_type {data.get('model_type')!r}; fournil imports Llama models only")
+        raise FournilError(f"{where}: model_type {data.get('model_type')!r}; fournil imports Llama and BLOOM models only")
     rope = data.get("rope_parameters") or data.get("rope_scaling") or {}
     unsupported = {
         "hidden_act": data.get("hidden_act", "silu") != "silu",
@@ -208,27 +230,68 @@ def llama_config_from_hf(data: dict, where: Path) -> LlamaConfig:
     )
 
 
+def bloom_config_from_hf(data: dict, where: Path) -> LlamaConfig:
+    """The LlamaConfig (BLOOM's switches on) of a Hugging Face BLOOM config.json; what fournil lacks is an error."""
+    dim = data.get("hidden_size") or data["n_embed"]  # BLOOM's early configs say n_embed
+    if data.get("apply_residual_connection_post_layernorm"):
+        raise FournilError(f"{where}: this BLOOM adds the residual after its LayerNorm "
+                           "(apply_residual_connection_post_layernorm), which fournil's blocks do not implement")
+    return LlamaConfig(
+        vocab_size=data["vocab_size"], dim=dim, n_layers=data["n_layer"], n_heads=data["n_head"], n_kv_heads=data["n_head"],
+        ffn_dim=4 * dim, context_length=data.get("seq_length") or 2048,  # ALiBi has no position limit; BLOOM trained at 2048
+        norm_eps=data.get("layer_norm_epsilon", 1e-5), tie_embeddings=bool(data.get("tie_word_embeddings", True)),
+        init_std=data.get("initializer_range", 0.02), alibi=True, embedding_norm=True, layer_norm=True, gelu_mlp=True, bias=True,
+    )
+
+
+def tensor_names(path: Path) -> list[str]:
+    """The names of the tensors in a safetensors file; a missing or unreadable one is a FournilError."""
+    if not path.is_file():
+        raise FournilError(f"{path}: missing; a model folder needs its weights")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except SafetensorError as error:
+        raise FournilError(f"{path}: not a readable safetensors file ({error}); it is corrupt or truncated") from None
+
+
 def import_hf(folder: Path, device: str | torch.device = "cpu") -> Llama:
-    """A fournil Llama from a Hugging Face `LlamaForCausalLM` folder (one model.safetensors or shards)."""
+    """A fournil Llama from a Hugging Face `LlamaForCausalLM` or `BloomForCausalLM` folder (one model.safetensors or shards)."""
     folder = Path(folder)
     data = read_config(folder)
-    model = empty_model(llama_config_from_hf(data, folder / "config.json"), device)
+    bloom = data.get("model_type") == "bloom"
+    model = empty_model((bloom_config_from_hf if bloom else llama_config_from_hf)(data, folder / "config.json"), device)
     tied = "lm_head.weight" if model.config.tie_embeddings else None
-    wanted = {hf_name(name): (name, t.shape, t.dtype) for name, t in model.state_dict().items() if name != tied}
+    ours = {name: t for name, t in model.state_dict().items() if name != tied}
+    if bloom:
+        with torch.device("meta"):  # names and shapes only: no memory spent on a second model
+            wanted = {name: (t.shape, t.dtype) for name, t in bloom_tensors(Llama(model.config)).items()}
+        if not tied:
+            wanted["lm_head.weight"] = (model.lm_head.weight.shape, model.lm_head.weight.dtype)
+    else:
+        wanted = {hf_name(name): (t.shape, t.dtype) for name, t in ours.items()}
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        missing = sorted(set(wanted) - set(weight_map))
-        if missing:
-            raise FournilError(f"{index}: tensor {missing[0]} is missing ({len(missing)} missing)")
         files = sorted(set(weight_map.values()))
     else:
-        weight_map, files = {}, ["model.safetensors"]
-    state = {}
+        files = ["model.safetensors"]
+        weight_map = dict.fromkeys(tensor_names(folder / files[0]), files[0])
+    if bloom and "word_embeddings.weight" in weight_map:  # BigScience's own files name BloomModel's tensors, unprefixed
+        weight_map = {name if name.startswith("lm_head.") else f"transformer.{name}": file for name, file in weight_map.items()}
+        stored = {name: name if name.startswith("lm_head.") else name.removeprefix("transformer.") for name in wanted}
+    else:
+        stored = {name: name for name in wanted}
+    missing = sorted(set(wanted) - set(weight_map))
+    if missing:
+        raise FournilError(f"{index if index.is_file() else folder / files[0]}: tensor {missing[0]} is missing ({len(missing)} missing)")
+    tensors = {}
     for file in files:
-        names = [n for n in wanted if weight_map.get(n, file) == file]
-        expected = {n: wanted[n][1:] for n in names}
+        names = [n for n in wanted if weight_map[n] == file]
+        expected = {stored[n]: wanted[n] for n in names}
         extra = frozenset({"lm_head.weight"} if tied else ())  # some tied exports store the head anyway
-        state.update({wanted[n][0]: t for n, t in read_tensors(folder / file, expected, device, extra).items()})
+        read = read_tensors(folder / file, expected, device, extra)
+        tensors.update({n: read[stored[n]] for n in names})
+    state = bloom_state(tensors, model.config) if bloom else {name: tensors[hf_name(name)] for name in ours}
     model.load_state_dict(state, strict=tied is None)
     return model.eval()

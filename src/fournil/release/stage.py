@@ -47,9 +47,6 @@ def export_model(ctx: StageContext, records: Records) -> tuple[list[str] | None,
         return None, str(why)
     if not ctx.recipe.release.gguf:
         return None, None
-    if json.loads((ctx.out / "config.json").read_text())["model_type"] != "llama":
-        ctx.log("[release] no GGUF: fournil writes GGUF for Llama models only")
-        return None, None
     gguf_export = importlib.import_module("fournil.model.gguf_export")
     name = ctx.recipe.release.model_name or ctx.recipe.name
     files = [gguf_export.file_name(name, outtype) for outtype in ctx.recipe.release.gguf_types]
