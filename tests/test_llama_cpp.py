@@ -85,3 +85,40 @@ def test_llama_cpp_runs_the_quantized_files_close_to_f32(baked, tmp_path):
         assert int(np.argmax(llm.scores[llm.n_tokens - 1])) == int(np.argmax(expected)) or outtype == "q4_0"
     print(f"relative max logit error: {errors}")
     assert errors["q8_0"] < 0.02 and errors["q8_0"] < errors["q4_0"] < 0.2
+
+
+def test_llama_cpp_runs_a_bloom_export_as_fournil(baked, tmp_path):
+    """llama.cpp's bloom architecture on fournil's BLOOM export (ALiBi with 6 heads, a count whose slopes
+    follow BLOOM's rule for non-powers of 2; fused q, k, v; biases; embedding LayerNorm; tied head): the
+    same logits at every position of a French prompt at f32, and the same greedy continuation."""
+    import dataclasses
+
+    from fournil.model.hf import export_hf
+    from fournil.model.llama import Llama
+    from fournil.model.presets import PRESETS
+
+    tokenizer = load(baked / "tokenizer")
+    config = dataclasses.replace(PRESETS["bloom-1b7"], vocab_size=tokenizer.get_vocab_size(), dim=96, n_layers=2, n_heads=6,
+                                 n_kv_heads=6, ffn_dim=384, context_length=128, init_std=0.1)
+    torch.manual_seed(3)
+    model = Llama(config).eval()
+    with torch.no_grad():  # norms and biases away from 1 and 0, so a misplaced one shows
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.uniform_(-0.5, 0.5)
+            elif p.ndim == 1:
+                p.uniform_(0.5, 1.5)
+    out = export_gguf(export_hf(model, baked / "tokenizer", tmp_path / "bloom"), tmp_path / "bloom-F32.gguf", outtype="f32")
+    llm = llama_cpp.Llama(str(out), n_ctx=128, n_threads=2, logits_all=True, verbose=False)
+    prompt = tokenizer.encode(heldout(baked, "fr")[0]).ids[:48]
+    llm.eval(prompt)
+    with torch.no_grad():
+        expected = model(torch.tensor([prompt]))[0].numpy()
+    theirs = np.asarray(llm.scores[:len(prompt)])
+    assert np.abs(theirs - expected).max() < 1e-3 * np.abs(expected).max()
+    ours = list(generate_tokens(model, prompt, Sampling(max_new_tokens=16)))
+    greedy = []
+    for _ in ours:
+        greedy.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        llm.eval([greedy[-1]])
+    assert greedy == ours

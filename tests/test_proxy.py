@@ -79,6 +79,14 @@ def test_every_recipe_bakes_at_proxy_scale(small_tree, tmp_path, name):
         assert bytes(field.parts[field.data[0]]).decode() == "bloom"
 
 
+@pytest.mark.parametrize(("name", "every"), [("croissant", 15), ("teenytinyllama", 15), ("lucie", 0), ("demo", 0)])
+def test_a_small_proxy_evaluates_at_most_ten_times_and_warms_up_at_the_same_fraction(name, every):
+    full, proxy = load_recipe(ROOT / "recipes" / f"{name}.yaml"), load_recipe(ROOT / "recipes" / f"{name}.yaml", proxy="small")
+    assert proxy.train.max_steps == 150 and proxy.train.eval_every == every  # croissant's full run: every 1000 of 190,000 steps
+    assert proxy.train.warmup_steps == max(1, round(full.train.warmup_steps * 150 / full.train.max_steps))
+    assert (f"train.eval_every: {full.train.eval_every:,} → {every}" in proxy.proxy.changes) is bool(full.train.eval_every)
+
+
 def test_a_model_transformers_cannot_load_releases_in_fournils_format(small_tree, tmp_path):
     recipe = load_recipe(small_tree / "recipes" / "demo.yaml", ["model.overrides.qk_norm=true"], proxy="tiny")
     manifests = run_all(recipe, run_dir_for(recipe, tmp_path), log=lambda message: None)

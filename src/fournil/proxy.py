@@ -2,7 +2,8 @@
 
 A proxy keeps everything that decides what the model reads: languages and shares, sources, their
 categories and weights, the curriculum, parallel data, canaries, tokenizer shares, corpus settings,
-the schedule's shape (warmup, decay and evaluation at the same fractions of training). It shrinks the
+the schedule's shape (warmup and decay at the same fractions of training, evaluation too but at most
+`EVALUATIONS` times). It shrinks the
 model (width, depth, heads, context; its architecture switches stay), the vocabulary and the token
 budget, so the bake runs end to end on the shipped sample on a CPU, and runs no Hub benchmark
 (`evaluate.harness_tasks`). It bakes into its own run folder
@@ -27,6 +28,10 @@ SIZES: dict[str, dict[str, Any]] = {
              "global_batch_tokens": 4096, "micro_batch_size": 16, "lr": 3e-3, "sample_chars": 60_000,
              "eval_chars": 5_000, "eval_docs": 2, "eval_examples": 1, "max_new_tokens": 2},
 }
+# Evaluations during a proxy's training, at most: one scores the same held-out documents however small the
+# step, so where the full run's is a sliver of its interval, a proxy's costs steps; Croissant's every 1,000
+# of 190,000 steps kept at the same fraction would evaluate at every one of the proxy's 150
+EVALUATIONS = 10
 CANARY_SHARE = 0.05  # canaries kept within this share of a proxy's budget: the largest repeat counts go first
 
 
@@ -80,7 +85,8 @@ def proxy_data(data: dict, recipe, size: str) -> dict:
     change("train.micro_batch_size", train.micro_batch_size, s["micro_batch_size"])
     change("train.lr", train.lr, max(train.lr, s["lr"]))  # a narrow model takes a larger step
     change("train.warmup_steps", train.warmup_steps, at_same_fraction(train.warmup_steps, 1))
-    change("train.eval_every", train.eval_every, at_same_fraction(train.eval_every, 1))
+    every = at_same_fraction(train.eval_every, 1)
+    change("train.eval_every", train.eval_every, max(every, steps // EVALUATIONS) if every else 0)
     change("train.eval_docs_per_language", train.eval_docs_per_language, min(train.eval_docs_per_language, s["eval_docs"]))
     change("train.checkpoint_every", train.checkpoint_every, max(1, steps // 2))
     change("train.milestone_every", train.milestone_every, 0)
