@@ -157,3 +157,30 @@ def test_an_interrupted_stage_keeps_finished_shards(tmp_path):
     figures = stage.run(ctx)
     assert (shards / "fr-wiki.bin").stat().st_ino == kept and (shards / "fr-news.json").is_file()
     assert figures["per_language"]["fr"]["documents"] == 180
+
+
+def test_new_shares_plan_again_on_the_kept_shards_and_give_the_bytes_of_a_fresh_run(tmp_path):
+    import shutil
+
+    from fournil.runs import read_manifest, run_stage
+
+    run_dir = build_run(tmp_path)
+    fresh_dir = tmp_path / "fresh"
+    shutil.copytree(run_dir, fresh_dir)
+    run_stage(recipe(tmp_path, train=TRAIN), run_dir, "mixture", log=lambda m: None)
+    shards = sorted((run_dir / "mixture" / "shards").rglob("*"))
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in shards if p.is_file()}
+    messages = []
+    shifted = recipe(tmp_path, languages={"fr": 0.7, "en": 0.3}, train={**TRAIN, "max_steps": 30})
+    manifest = run_stage(shifted, run_dir, "mixture", log=messages.append)
+    assert "[mixture] resuming: encode the corpus into token shards and plan how many tokens each language and source gives" in messages
+    assert manifest["figures"]["shards_encoded"] == 0 and manifest["figures"]["shards_kept"] == 3 == manifest["figures"]["groups"]
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in before} == before  # not written again
+    assert manifest["figures"]["per_language"]["fr"]["share"] == pytest.approx(0.7, abs=1e-3)
+    fresh = run_stage(shifted, fresh_dir, "mixture", log=lambda m: None)
+    assert fresh["figures"]["shards_encoded"] == 3 and fresh["fingerprint"] == manifest["fingerprint"]
+    same = [f for f in fresh["outputs"] if not f.startswith("logs/")]
+    assert {f: manifest["outputs"][f] for f in same} == {f: fresh["outputs"][f] for f in same} and "plan.json" in same
+    other = recipe(tmp_path, train=TRAIN, mixture={"parallel_template": "{src}\n{tgt}"})  # what the shards read: encoded again
+    assert run_stage(other, run_dir, "mixture", log=lambda m: None)["figures"]["shards_encoded"] == 3
+    assert read_manifest(run_dir / "mixture")["resumed"] is False

@@ -148,6 +148,23 @@ def test_an_adjustable_setting_resumes_the_work_instead_of_discarding_it(fake_st
     assert f"[b] its settings or inputs changed: the earlier work in {tmp_path / 'run' / 'b'} is discarded" in messages
 
 
+def test_kept_work_of_a_finished_stage_resumed_for_an_adjustable_change_is_checked_first(fake_stages, minimal_recipe_data,
+                                                                                          tmp_path, monkeypatch):
+    kept = Stage("b", FAKE[1].fields, FAKE[1].needs, FAKE[1].entry, "second", adjustable=FAKE[1].adjustable, kept="part[0-9].txt")
+    monkeypatch.setattr(runs, "STAGES", (FAKE[0], kept))
+    runs.run_all(recipe(minimal_recipe_data, tmp_path), tmp_path / "run", log=lambda m: None)
+    (tmp_path / "run" / "b" / "part2.txt").write_text("2:1000:1X")  # same size, other bytes
+    CALLS.clear()
+    with pytest.raises(FournilError, match=r"b/part2.txt does not match the hash the b stage recorded: it is damaged; "
+                                           r"rerun that stage: `fournil b RECIPE --force`"):
+        runs.run_all(recipe(minimal_recipe_data, tmp_path, log_every=3), tmp_path / "run", log=lambda m: None)
+    assert CALLS == [] and (tmp_path / "run" / "b" / "manifest.json").is_file(), "refused before b ran"
+    (tmp_path / "run" / "b" / "part2.txt").write_text("2:1000:10")
+    (tmp_path / "run" / "b" / "parts.txt").write_text("not kept: the stage writes it again")
+    runs.run_all(recipe(minimal_recipe_data, tmp_path, log_every=3), tmp_path / "run", log=lambda m: None)
+    assert CALLS == [("b", True)]
+
+
 def test_costly_work_of_another_lineage_is_kept_until_forced_and_the_error_says_what_changed(fake_stages, minimal_recipe_data,
                                                                                             tmp_path, monkeypatch):
     costly = Stage("b", FAKE[1].fields, FAKE[1].needs, FAKE[1].entry, "second", adjustable=FAKE[1].adjustable, costly="part*.txt")

@@ -15,7 +15,7 @@ import pytest
 
 from chromium import CHROMIUM, SKIP_REASON, open_page
 from fournil.errors import FournilError
-from fournil.runs import STAGE_NAMES, check_outputs, read_manifest
+from fournil.runs import STAGE_NAMES, check_outputs, read_manifest, run_all
 from fournil.sweep import config, execute, report, results
 from fournil.sweep.points import expand
 from fournil.sweep.results import settings
@@ -54,8 +54,11 @@ def test_a_ratio_sweep_curates_and_tokenises_once(tmp_path):
         assert read_manifest(folder / "mixture")["recipe"] == p.name
     plans = [json.loads((sweep.folder / p.name / "mixture" / "plan.json").read_text()) for p in sweep.points]
     assert plans[0] != plans[-1]  # the mixture did read the shares
+    encoded = [read_manifest(sweep.folder / p.name / "mixture")["figures"]["shards_encoded"] for p in sweep.points]
+    assert encoded == [plans[0]["groups"].__len__(), 0, 0, 0, 0]  # the shards once, five plans
     data = results.collect(sweep, {})
     assert data["stage_runs"]["made"]["corpus"] == 1 and data["stage_runs"]["made"]["mixture"] == 5
+    assert data["stage_runs"]["shards_encoded"] == {"planned": 1, "made": 1}
     assert data["stage_runs"]["planned"] == {"corpus": 1, "tokenizer": 1, **dict.fromkeys(STAGE_NAMES[2:], 5)}
 
 
@@ -71,6 +74,38 @@ def test_a_tokenizer_share_sweep_retokenises_but_curates_once_and_a_failed_point
     data = results.collect(sweep, errors)
     assert [p["status"] for p in data["points"]] == ["finished", "failed", "finished"]
     assert data["points"][1]["error"] == errors[bad]
+
+
+def test_a_share_sweep_encodes_once_and_bakes_the_bytes_of_its_points_run_by_hand(tmp_path):
+    sweep = make(tmp_path, "languages.fr=0.3,0.7", until="evaluate", overrides=["train.max_steps=2"])
+    assert sweep.runs_per_stage()["mixture"] == 2 and sweep.kept_runs("mixture") == 1
+    lines = [line.split("\t") for line in execute.commands(sweep, tmp_path)]  # with --jobs, the second waits for the first's shards
+    assert [(n, after, c.rsplit(" ", 3)[1:]) for n, after, c in lines] == [
+        ("1", "-", ["fr-0.3", "--until", "tokenizer"]), ("2", "1", ["fr-0.3", "--until", "mixture"]),
+        ("3", "2", ["fr-0.3", "--until", "evaluate"]), ("4", "1,2", ["fr-0.7", "--until", "evaluate"])]
+    assert execute.run(sweep, tmp_path, 1, lambda message: None) == {}
+    first, second = (sweep.folder / p.name for p in sweep.points)
+    figures = [read_manifest(folder / "mixture")["figures"] for folder in (first, second)]
+    groups = figures[0]["groups"]
+    assert [(f["shards_encoded"], f["shards_kept"]) for f in figures] == [(groups, 0), (0, groups)] and groups == 5
+    files = [path for folder in (first, second) for path in (folder / "mixture" / "shards").rglob("*") if path.is_file()]
+    assert len(files) == 2 * 3 * groups and len({(f.stat().st_dev, f.stat().st_ino) for f in files}) == 3 * groups  # on disk once
+    check_outputs(second / "mixture")
+    assert read_manifest(second / "mixture")["figures"]["per_language"]["fr"]["share"] == pytest.approx(0.7, abs=1e-3)
+
+    by_hand = tmp_path / "by-hand"  # the lent point baked alone, from nothing, gives the same bytes
+    run_all(sweep.points[1].recipe, by_hand, until="evaluate", log=lambda message: None)
+    assert read_manifest(by_hand / "mixture")["figures"]["shards_encoded"] == groups
+    for stage, same in (("mixture", lambda f: not f.startswith("logs/")), ("train", lambda f: f.startswith("final/"))):
+        mine, alone = (read_manifest(folder / stage)["outputs"] for folder in (second, by_hand))
+        assert {f: v for f, v in mine.items() if same(f)} == {f: v for f, v in alone.items() if same(f)}
+        assert len([f for f in mine if same(f)]) > (3 * groups if stage == "mixture" else 1)
+    rows = [[json.loads(line) for line in (folder / "train" / "log.jsonl").read_text().splitlines()] for folder in (second, by_hand)]
+    losses = [[row["loss"] for row in mine if "loss" in row] for mine in rows]
+    assert losses[0] == losses[1] and len(losses[0]) == 2
+    scores = [{lang: (f["bits_per_byte"], f["unigram_bits_per_byte"]) for lang, f in read_manifest(folder / "evaluate")["figures"]
+               ["per_language"].items()} for folder in (second, by_hand)]  # the figures less their timings
+    assert scores[0] == scores[1] and scores[0]["fr"][0] > 0 and set(scores[0]) == {"fr", "en"}
 
 
 @pytest.fixture(scope="module")

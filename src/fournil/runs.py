@@ -6,11 +6,12 @@ library versions. A stage whose manifest carries the current fingerprint is skip
 folder holds work for the current fingerprint but no manifest was interrupted: it is resumed (the
 stage picks up its own partial work, e.g. finished corpus shards or the last checkpoint). A stage
 whose fingerprint changed starts from an empty folder, and so do the stages after it, since their
-fingerprints include it. Some fields only say how a stage works, not what it makes (the train
-stage's logging, checkpoint cadence, devices, micro-batch, max_steps): a change to those keeps the
-stage's work and resumes it, because its lineage (the fingerprint without them) is unchanged. Work
-that is costly to redo (checkpoints) is discarded only with --force; `run_all` checks that before
-running any stage, since a fingerprint is a hash of inputs and so known in advance.
+fingerprints include it. Some fields change only part of a stage's work (the train stage's
+logging, checkpoint cadence, devices, micro-batch, max_steps; the mixture's plan, not its shards): a
+change to those keeps the stage's work and resumes it, because its lineage (the fingerprint without
+them) is unchanged; what such a stage keeps as it is (the shards) is checked against its manifest
+first. Work that is costly to redo (checkpoints) is discarded only with --force; `run_all` checks
+that before running any stage, since a fingerprint is a hash of inputs and so known in advance.
 
 Every output's size and xxh3-128 hash are recorded, and checked whenever they are trusted again: a
 skipped stage's own outputs, and the outputs of the stages a stage reads, before it runs (so before
@@ -59,8 +60,14 @@ class Stage:
     help: str
     adjustable: tuple[str, ...] = ()  # fields under `fields` whose change resumes the stage's work instead of discarding it
     costly: str = ""  # a glob of work too costly to discard without --force (the train stage's checkpoints)
+    kept: str = ""  # a glob of work that a resumed stage keeps as it is and only reads, so the bytes are those of a fresh
+    # run (the mixture's shards): runs of the same lineage can share it (`fournil sweep`)
     figures: str = ""  # "module:Class", the stage's `fournil.schema.Figures` model; "" takes a plain dict
 
+
+# The mixture fields that only its plan reads: a change re-plans and keeps the encoded shards
+PLAN_SETTINGS = ("languages", "mixture.weights", "mixture.alpha", "mixture.max_epochs", "mixture.stages", "mixture.canaries",
+                 "train.max_steps", "train.global_batch_tokens")
 
 # Training-loop fields that say how a run is done, not what it makes (train: and sft: both have them)
 LOOP_SETTINGS = ("max_steps", "micro_batch_size", "parallelism", "device", "compile", "activation_checkpointing",
@@ -78,7 +85,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("mixture", ("seed", "languages", "sources", "parallel", "mixture", "train.max_steps", "train.global_batch_tokens"),
           ("corpus", "tokenizer"), "fournil.mixture.stage:run",
           "encode the corpus into token shards and plan how many tokens each language and source gives",
-          figures="fournil.mixture.figures:MixtureFigures"),
+          adjustable=PLAN_SETTINGS, kept="shards/*", figures="fournil.mixture.figures:MixtureFigures"),
     Stage("train", ("seed", "languages", "model", "train"), ("corpus", "tokenizer", "mixture"), "fournil.train.stage:run",
           "train the model, checkpointing as it goes",
           adjustable=tuple(f"train.{f}" for f in LOOP_SETTINGS),
@@ -143,14 +150,15 @@ def file_xxh3(path: Path) -> str:
     return _digests[key]
 
 
-def check_outputs(stage_dir: Path, manifest: dict | None = None) -> None:
-    """Raise a FournilError naming the first output of a finished stage that is missing or no longer
-    has the size and hash its manifest recorded (manifests of older fournil: sha256, or size alone)."""
+def check_outputs(stage_dir: Path, manifest: dict | None = None, only: str = "") -> None:
+    """Raise a FournilError naming the first output of a finished stage (those matching the glob
+    `only`, when given) that is missing or no longer has the size and hash its manifest recorded
+    (manifests of older fournil: sha256, or size alone)."""
     manifest = manifest if manifest is not None else read_manifest(stage_dir)
     costly = next((s.costly for s in STAGES if s.name == stage_dir.name), "")
     redo = f"rerun that stage: `fournil {stage_dir.name} RECIPE --force`"
     for relative, entry in (manifest.get("outputs") or {}).items():
-        if costly and fnmatch.fnmatchcase(relative, costly + "/*"):
+        if (costly and fnmatch.fnmatchcase(relative, costly + "/*")) or (only and not fnmatch.fnmatchcase(relative, only)):
             continue
         path = stage_dir / relative
         try:
@@ -306,6 +314,12 @@ def planned_fingerprints(recipe: Recipe) -> dict[str, str]:
     return {name: _fingerprint_of(inputs, get_stage(name)) for name, inputs in planned_inputs(recipe, Path(".")).items()}
 
 
+def planned_lineages(recipe: Recipe) -> dict[str, str]:
+    """Every stage's lineage under `recipe`, known before anything runs: runs whose stage has the same
+    one can share the stage's `kept` work (the mixtures of a ratio sweep, their shards)."""
+    return {name: lineage(inputs, get_stage(name)) for name, inputs in planned_inputs(recipe, Path(".")).items()}
+
+
 def keeps_work(recipe: Recipe, run_dir: Path, name: str) -> bool:
     """Whether running stage `name` now would resume the work in its folder (same lineage) rather
     than start from an empty one."""
@@ -320,10 +334,11 @@ def _leaves(data: Any, prefix: str) -> dict[str, Any]:
     return {k: v for key, value in data.items() for k, v in _leaves(value, f"{prefix}.{key}").items()}
 
 
-def _lasting(inputs: dict, stage: Stage) -> dict[str, Any]:
-    """The inputs that make a stage's work what it is: every field but the adjustable ones, and upstream."""
+def _lasting(inputs: dict, stage: Stage, adjustable: bool = False) -> dict[str, Any]:
+    """The inputs that make a stage's work what it is: every field but the adjustable ones (unless
+    `adjustable`), and upstream."""
     fields = {k: v for f, value in inputs["fields"].items() for k, v in _leaves(value, f).items()}
-    kept = {k: v for k, v in fields.items() if not any(k == a or k.startswith(a + ".") for a in stage.adjustable)}
+    kept = {k: v for k, v in fields.items() if adjustable or not any(k == a or k.startswith(a + ".") for a in stage.adjustable)}
     return {**kept, **{f"the {name} stage's output": fp for name, fp in inputs["upstream"].items()}}
 
 
@@ -357,19 +372,21 @@ def _same_lineage(recorded: dict, inputs: dict, stage: Stage) -> bool:
     return recorded.get("fingerprint") == _fingerprint_of(inputs, stage)
 
 
-def _changes(before: dict | None, now: dict, stage: Stage, run_dir: Path, planned: dict[str, dict] | None = None) -> str:
+def _changes(before: dict | None, now: dict, stage: Stage, run_dir: Path, planned: dict[str, dict] | None = None,
+             adjustable: bool = False) -> str:
     """What differs between the inputs of earlier work and now, for a message. With `planned`
-    (before run_all runs anything), a changed earlier stage is explained by its own changes."""
+    (before run_all runs anything), a changed earlier stage is explained by its own changes (any
+    field: its fingerprint is what the later stage reads)."""
     if not isinstance(before, dict) or "fields" not in before:
         return "other settings or inputs"
-    old, new = _lasting(before, stage), _lasting(now, stage)
+    old, new = _lasting(before, stage, adjustable), _lasting(now, stage, adjustable)
     changed = []
     for key in sorted(set(old) | set(new)):
         if old.get(key) == new.get(key):
             continue
         name = key.split()[1] if key.startswith("the ") else None
         if name and planned:
-            cause = _changes(_recorded(run_dir / name).get("inputs"), planned[name], get_stage(name), run_dir, planned)
+            cause = _changes(_recorded(run_dir / name).get("inputs"), planned[name], get_stage(name), run_dir, planned, True)
             changed.append(f"{key}, as {cause} there" if cause != "other settings or inputs" else key)
         else:
             changed.append(key if name else f"{key}: {old.get(key)!r} → {new.get(key)!r}")
@@ -482,7 +499,9 @@ def _run(recipe: Recipe, run_dir: Path, stage: Stage, fp: str, function: Callabl
             log(f"[{stage.name}] {'--force' if force else 'its settings or inputs changed'}: the earlier work in {out} is discarded")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)  # a finished stage resumed for an adjustable change is unfinished again
+    if resuming and stage.kept and (out / MANIFEST).is_file():  # a finished stage resumed for an adjustable change keeps
+        check_outputs(out, only=stage.kept)  # its kept work only when intact
+    (out / MANIFEST).unlink(missing_ok=True)  # and is unfinished again
     (out / STARTED).write_text(json.dumps({"inputs": inputs}))
     log(f"[{stage.name}] {'resuming' if resuming else 'running'}: {stage.help}")
     context = StageContext(recipe=recipe, run_dir=run_dir, stage=stage, fingerprint=fp, resuming=resuming, log=log)

@@ -28,6 +28,8 @@ class MixtureFigures(Figures):
     dtype: str | None = None
     tokenizer_sha256: str | None = None
     encode_mb_per_s: float | None = None
+    shards_encoded: int | None = None  # shards (groups) encoded by this run
+    shards_kept: int | None = None  # shards kept from earlier work of the same lineage (a re-plan, a resumed run)
     skipped_documents: dict[str, int] | None = None
     parallel: dict[str, ParallelRead] | None = None
     canaries: int | None = None

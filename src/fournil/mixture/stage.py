@@ -4,7 +4,10 @@ budget across languages, sources and curriculum stages, and plant canaries.
 Encoding runs as datatrove tasks, one per corpus file or parallel direction, on the executor the
 recipe names (`mixture.executor`: local processes, Slurm or Ray), each writing a part shard under
 `work/`; the parts of each (language, source) group are then joined in task order, so the shards
-and the plan are the same bytes whatever ran them. An interrupted stage redoes only unfinished tasks.
+and the plan are the same bytes whatever ran them. An interrupted stage redoes only unfinished tasks,
+and a stage resumed for a change of what only the plan reads (the shares, weights, stages, budget:
+`runs.PLAN_SETTINGS`) keeps every shard and plans again: the plan is a pure function of the shards'
+headers, so the bytes are those of a fresh run.
 Writes `shards/<lang>/<source>.{bin,idx,json}`, `plan.json` and `canaries.json` (docs/mixture.md).
 """
 
@@ -155,6 +158,8 @@ def run(ctx: StageContext) -> dict:
         "dtype": base["dtype"],
         "tokenizer_sha256": sha,
         "encode_mb_per_s": round(encoded / 1e6 / encode_seconds, 2) if encoded else None,
+        "shards_encoded": len(specs) - len(done),
+        "shards_kept": len(done),
         "skipped_documents": dict(sorted(skipped.items())),
         "parallel": pairs_read,
         "canaries": len(canaries),

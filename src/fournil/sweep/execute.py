@@ -1,9 +1,11 @@
 """Running a sweep's points: each point's stages through `runs.run_all`, in its own run folder,
-after taking every finished stage it shares from the point that ran it.
+after taking every finished stage it shares from the point that ran it, and the kept work of the
+first stage it does not share from a point of the same lineage (a ratio sweep's mixtures start from
+the first point's, keep its shards and plan again).
 
 The work is cut into tasks, a point's stages up to where others branch off it: a ratio sweep's
-first task is the first point's corpus and tokenizer, and every point's task after it waits only
-for that one. Tasks run one after another in this process (`jobs` 1), or up to `jobs` at once as
+first task is the first point's corpus and tokenizer, its second that point's mixture, and every
+other point's task waits for those two. Tasks run one after another in this process (`jobs` 1), or up to `jobs` at once as
 `fournil sweep SWEEP.yaml --point P --until S` subprocesses, the commands `--commands` prints for
 a cluster. A failed task is reported with its error and the tasks that need it are not run; the
 others go on. Killed and started again, a sweep skips finished stages and resumes interrupted ones,
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from fournil.errors import FournilError
-from fournil.runs import STAGE_NAMES, keeps_work, run_all
+from fournil.runs import STAGE_NAMES, get_stage, keeps_work, run_all
 from fournil.sweep.points import Point, Sweep
 from fournil.sweep.share import finished_as, link_stage, own_copies
 
@@ -43,9 +45,17 @@ def tasks(sweep: Sweep) -> list[Task]:
     stages = STAGE_NAMES[:STAGE_NAMES.index(sweep.last_stage) + 1]
     first_own = {p.name: next(k for k, s in enumerate(stages) if sweep.owner(s, p) is p) for p in sweep.points}
     cuts: dict[str, set[int]] = {p.name: set() for p in sweep.points}
+    lenders: dict[tuple[str, int], str] = {}  # (point, stage index) → the point whose kept work there it starts from
     for p in sweep.points:
         if first_own[p.name] > 0:  # it takes stages up to there from their owner: that owner's task ends there
             cuts[sweep.owner(stages[first_own[p.name] - 1], p).name].add(first_own[p.name] - 1)
+        for k in range(first_own[p.name], len(stages)):
+            lender = sweep.lender(stages[k], p)
+            if lender is not p:  # its stage k starts from the lender's: the lender's task ends there and p's starts there
+                lenders[(p.name, k)] = lender.name
+                cuts[lender.name].add(k)
+                if k > first_own[p.name]:
+                    cuts[p.name].add(k - 1)
     made: dict[tuple[str, int], int] = {}  # (point, stage index) → the task that runs it
     out: list[Task] = []
     for p in sweep.points:
@@ -56,6 +66,8 @@ def tasks(sweep: Sweep) -> list[Task]:
                 task.needs.append(previous)
             elif start > 0:
                 task.needs.append(made[(sweep.owner(stages[start - 1], p).name, start - 1)])
+            if (p.name, start) in lenders and made[(lenders[(p.name, start)], start)] not in task.needs:
+                task.needs.append(made[(lenders[(p.name, start)], start)])
             out.append(task)
             previous = len(out) - 1
             for k in range(start, end + 1):
@@ -65,7 +77,8 @@ def tasks(sweep: Sweep) -> list[Task]:
 
 
 def run_point(sweep: Sweep, point: Point, until: str, log: Callable[[str], None]) -> dict[str, dict]:
-    """Take the finished stages the point shares with others, then run the rest of its stages to `until`."""
+    """Take the finished stages the point shares with others, and the kept work of the first one it does
+    not share from a finished point of its lineage, then run the rest of its stages to `until`."""
     run_dir = sweep.folder / point.name
     stages = STAGE_NAMES[:STAGE_NAMES.index(until) + 1]
     for stage in stages:
@@ -75,13 +88,18 @@ def run_point(sweep: Sweep, point: Point, until: str, log: Callable[[str], None]
         others = [sweep.owner(stage, point), *sweep.points]
         source = next((sweep.folder / q.name / stage for q in others
                        if q is not point and finished_as(sweep.folder / q.name / stage) == fingerprint), None)
-        if source is None:
-            break
-        log(f"[{stage}] shared with {source.parent.name} ({link_stage(source, run_dir / stage)})")
+        if source is not None:
+            log(f"[{stage}] shared with {source.parent.name} ({link_stage(source, run_dir / stage)})")
+            continue
+        lender = sweep.lender(stage, point)
+        lent = sweep.folder / lender.name / stage
+        if lender is not point and finished_as(lent) == lender.fingerprints[stage] and not keeps_work(point.recipe, run_dir, stage):
+            log(f"[{stage}] starts from {lender.name}'s, keeping its {get_stage(stage).kept} ({link_stage(lent, run_dir / stage)})")
+        break
     for stage in stages:
         folder = run_dir / stage
         if folder.is_dir() and finished_as(folder) != point.fingerprints[stage] and keeps_work(point.recipe, run_dir, stage):
-            if own_copies(folder):
+            if own_copies(folder, get_stage(stage).kept):
                 log(f"[{stage}] resumes here: its files shared with other points were copied first")
     return run_all(point.recipe, run_dir, until=until, log=log)
 

@@ -1,5 +1,7 @@
 """A sweep's points: each a recipe of its own, validated, named after its values, with the
-fingerprint every stage will have, so that what two points share is known before anything runs.
+fingerprint and lineage every stage will have, so that what two points share is known before anything
+runs: a whole stage where fingerprints match, a stage's kept work where lineages match (the shards of
+mixtures that differ only in their plan).
 
 Varying one language's share (`languages.fr`) scales the shares of the languages not varied so that
 they keep their ratios and all still sum to 1. Every point must be a valid recipe and a distinct
@@ -17,7 +19,7 @@ from typing import Any
 
 from fournil.errors import FournilError
 from fournil.recipe import Recipe, load_recipe
-from fournil.runs import STAGE_NAMES, planned_fingerprints
+from fournil.runs import STAGE_NAMES, get_stage, planned_fingerprints, planned_lineages
 from fournil.sweep.config import SEED_FIELD, SweepConfig
 
 SEPARATOR = "_"  # between the name parts of a point: fr-0.3_seed-1235
@@ -30,6 +32,7 @@ class Point:
     overrides: list[str]  # the --set lines that make its recipe from the base
     recipe: Recipe | None = None
     fingerprints: dict[str, str] = field(default_factory=dict)
+    lineages: dict[str, str] = field(default_factory=dict)
 
     @property
     def setting(self) -> dict[str, Any]:
@@ -57,6 +60,17 @@ class Sweep:
     def owner(self, stage: str, point: Point) -> Point:
         """The first point whose stage has `point`'s fingerprint: the one that runs it for all of them."""
         return next(p for p in self.points if p.fingerprints[stage] == point.fingerprints[stage])
+
+    def lender(self, stage: str, point: Point) -> Point:
+        """The first point whose stage has `point`'s lineage, for a stage with kept work (else `point`):
+        the one whose finished folder `point` starts from, keeping that work and redoing the rest."""
+        if not get_stage(stage).kept:
+            return point
+        return next(p for p in self.points if p.lineages[stage] == point.lineages[stage])
+
+    def kept_runs(self, stage: str) -> int:
+        """How many times a stage's kept work is made in the sweep (once per lineage)."""
+        return len({p.lineages[stage] for p in self.points})
 
     def runs_per_stage(self) -> dict[str, int]:
         """How many times each stage runs in the sweep (instead of once per point)."""
@@ -143,7 +157,7 @@ def expand(config: SweepConfig, base_path: Path, runs_dir: Path) -> Sweep:
         except FournilError as error:
             bad.append(f"{p.name}: {_problems(error)}")
             continue
-        p.fingerprints = planned_fingerprints(p.recipe)
+        p.fingerprints, p.lineages = planned_fingerprints(p.recipe), planned_lineages(p.recipe)
     if bad:
         raise FournilError(f"sweep {name}: {len(bad)} of {len(points)} points {'are' if len(bad) > 1 else 'is'} not a valid recipe:\n  " + "\n  ".join(bad))
     same: dict[str, str] = {}

@@ -50,7 +50,11 @@ def rows(data: dict) -> tuple[list[str], list[list[str]]]:
 
 def stage_rows(data: dict) -> list[list[str]]:
     runs = data["stage_runs"]
-    return [[stage, str(runs["planned"][stage]), str(runs["made"][stage]), str(runs["points"])] for stage in runs["planned"]]
+    rows = [[stage, str(runs["planned"][stage]), str(runs["made"][stage]), str(runs["points"])] for stage in runs["planned"]]
+    if "shards_encoded" in runs and "mixture" in runs["planned"]:  # mixtures that differ only in their plan share their shards
+        rows.insert(list(runs["planned"]).index("mixture") + 1, ["mixture: token shards encoded", str(runs["shards_encoded"]["planned"]), str(runs["shards_encoded"]["made"]),
+                        str(runs["points"])])
+    return rows
 
 
 def table(header: list[str], body: list[list[str]]) -> list[str]:

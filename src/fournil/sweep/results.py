@@ -104,6 +104,8 @@ def collect(sweep: Sweep, errors: dict[str, str]) -> dict[str, Any]:
             if m and isinstance(m.get("wall_seconds"), int | float):
                 unique_walls[(stage, m["fingerprint"])] = m["wall_seconds"]
     by_hand = [p["wall_seconds"] for p in points if p["wall_seconds"] is not None]
+    mixtures = [read_figures(get_stage("mixture"), _manifest(sweep, p, "mixture")) for p in sweep.points]
+    encoded = {"planned": sweep.kept_runs("mixture"), "made": sum(bool(m and m.shards_encoded) for m in mixtures)}
     return {
         "sweep": sweep.name,
         "recipe": sweep.config.recipe,
@@ -113,7 +115,7 @@ def collect(sweep: Sweep, errors: dict[str, str]) -> dict[str, Any]:
         "seeds": sweep.config.seeds,
         "until": sweep.last_stage,
         "languages": languages,
-        "stage_runs": {"planned": sweep.runs_per_stage(), "made": ran, "points": len(points)},
+        "stage_runs": {"planned": sweep.runs_per_stage(), "made": ran, "points": len(points), "shards_encoded": encoded},
         "wall_seconds": {"stages_run": round(sum(unique_walls.values()), 3), "points_by_hand": round(sum(by_hand), 3)},
         "points": points,
         "settings": settings(points, languages),

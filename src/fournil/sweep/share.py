@@ -4,11 +4,13 @@ from hard links to the same files (a copy where the disk cannot link).
 Each point keeps a real run folder, so every stage, manifest and check works there as in any run:
 a shared stage is a skipped one, its outputs checked against its manifest's hashes on read. A file
 two points hold is never written in place: before a point resumes a stage whose folder holds shared
-files (a train stage given more steps), those files become its own copies.
+files (a train stage given more steps, a mixture given other shares), those files become its own
+copies, except the stage's `kept` work, which a resumed stage only reads (the mixture's shards).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -49,10 +51,13 @@ def link_stage(source: Path, target: Path) -> str:
     return how
 
 
-def own_copies(stage_dir: Path) -> int:
-    """Replace every file under `stage_dir` that another folder also links by a copy of its own; returns how many."""
+def own_copies(stage_dir: Path, keep: str = "") -> int:
+    """Replace every file under `stage_dir` that another folder also links by a copy of its own, except
+    those matching the glob `keep`; returns how many."""
     count = 0
     for path in sorted(stage_dir.rglob("*")):
+        if keep and fnmatch.fnmatchcase(str(path.relative_to(stage_dir)), keep):
+            continue
         if path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1:
             with replacing(path) as copy:
                 shutil.copy2(path, copy)
