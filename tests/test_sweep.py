@@ -59,7 +59,7 @@ def test_a_ratio_sweep_curates_and_tokenises_once(tmp_path):
     data = results.collect(sweep, {})
     assert data["stage_runs"]["made"]["corpus"] == 1 and data["stage_runs"]["made"]["mixture"] == 5
     assert data["stage_runs"]["shards_encoded"] == {"planned": 1, "made": 1}
-    assert data["stage_runs"]["planned"] == {"corpus": 1, "tokenizer": 1, **dict.fromkeys(STAGE_NAMES[2:], 5)}
+    assert data["stage_runs"]["planned"] == {"corpus": 1, "tokenizer": 1, "mixture": 5, **dict.fromkeys(STAGE_NAMES[3:], 0)}
 
 
 def test_a_tokenizer_share_sweep_retokenises_but_curates_once_and_a_failed_point_does_not_stop_the_others(tmp_path):

@@ -172,7 +172,7 @@ def sweep(
     errors = {}
     if not report:
         planned = ", ".join(f"{stage} {n}" + (f" (shards encoded {made.kept_runs(stage)})" if stage == "mixture" else "")
-                            for stage, n in made.runs_per_stage().items())
+                            for stage, n in made.runs_per_stage().items() if n)
         typer.echo(f"sweep {made.name}: {len(made.points)} points in {made.folder}; stage runs: {planned}", err=True)
         errors = execute.run(made, runs_dir, jobs, lambda message: typer.echo(message, err=True))
     data = results.collect(made, errors)

@@ -69,12 +69,13 @@ class Sweep:
         return next(p for p in self.points if p.lineages[stage] == point.lineages[stage])
 
     def kept_runs(self, stage: str) -> int:
-        """How many times a stage's kept work is made in the sweep (once per lineage)."""
-        return len({p.lineages[stage] for p in self.points})
+        """How many times a stage's kept work is made in the sweep (once per lineage; 0 past `until`)."""
+        return len({p.lineages[stage] for p in self.points}) if self.runs_per_stage()[stage] else 0
 
     def runs_per_stage(self) -> dict[str, int]:
-        """How many times each stage runs in the sweep (instead of once per point)."""
-        return {stage: len({p.fingerprints[stage] for p in self.points}) for stage in STAGE_NAMES}
+        """How many times each stage runs in the sweep (instead of once per point); 0 past `until`."""
+        last = STAGE_NAMES.index(self.last_stage)
+        return {stage: len({p.fingerprints[stage] for p in self.points}) if k <= last else 0 for k, stage in enumerate(STAGE_NAMES)}
 
     def point(self, name: str) -> Point:
         for p in self.points:
