@@ -287,15 +287,10 @@ def stage_inputs(recipe: Recipe, run_dir: Path, stage: Stage, upstream: dict[str
         upstream = {name: read_manifest(run_dir / name)["fingerprint"] for name in stage.needs}
     view = recipe.fingerprint_view()
     if "sft" in stage.fields and view["sft"]:
-        for item in view["sft"]["sources"]:
-            item["xxh3_128"] = _content(Path(item["path"]))
+        for item in view["sft"]["sources"]:  # data rewritten in place (`fournil instruct generate`) reruns sft
+            path = Path(item["path"])
+            item["xxh3_128"] = file_xxh3(path) if path.is_file() else None  # a missing file: the stage says so
     return json.loads(json.dumps({"fields": {f: _pick(view, f) for f in stage.fields}, "upstream": upstream}, default=str))
-
-
-def _content(path: Path) -> str | None:
-    """The hash of an instruction file the sft stage reads, so that data regenerated in place
-    (`fournil instruct generate`) reruns it; None for a missing file, which the stage itself reports."""
-    return file_xxh3(path) if path.is_file() else None
 
 
 def planned_inputs(recipe: Recipe, run_dir: Path) -> dict[str, dict]:
