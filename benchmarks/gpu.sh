@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu.sh tests bake loss   # one call, under 10 minutes whatever happens
 #   bash benchmarks/gpu.sh throughput        # another: the three sizes, 190 s each at most
 #   bash benchmarks/gpu.sh fit               # if minutes are left: 1.3B at micro-batch 8 with `ops`; 160M compiled whole
+#   bash benchmarks/gpu.sh memory            # fournil plan's memory formula against the allocator's peak
 # Before the call, on this machine: scripts/gpu_wheels.sh (dependencies the image lacks, into .whl/)
 # and `fournil run tests/recipes/mini.yaml --until mixture` (the bake's CPU stages, into runs/mini/);
 # the call carries .whl and runs/mini. See docs/train.md, "On a GPU".
@@ -57,7 +58,8 @@ for s in $steps; do
     fit)  # if time is left: croissant-1.3b at twice the micro-batch with op-level checkpointing; ttl-160m compiled whole
       step throughput-1.3b-ops 190 $python benchmarks/throughput.py --sizes croissant-1.3b --batch 8 --activation-checkpointing ops
       step throughput-160m-whole 150 $python benchmarks/throughput.py --sizes ttl-160m --compile-whole --no-trainer --no-peer ;;
-    *) echo "unknown step $s (steps: tests bake loss throughput fit)"; exit 2 ;;
+    memory) step memory 150 $python benchmarks/memory.py --sizes ttl-160m,croissant/w512 --rows 8 --seq-len 2048 ;;
+    *) echo "unknown step $s (steps: tests bake loss throughput fit memory)"; exit 2 ;;
   esac
 done
 echo "== summary"

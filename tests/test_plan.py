@@ -3,6 +3,7 @@ cannot fit in memory stops `fournil run` before any work, saying what to change.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -12,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from fournil import plan
+from fournil.model.llama import Llama
+from fournil.model.presets import PRESETS
 from fournil.recipe import load_recipe
+from fournil.train.memory import activation_bytes
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 
@@ -99,3 +103,16 @@ def test_plan_command_writes_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["model"]["parameters"] == 5_261_568 and "smaller models trained longer" in result.stdout
     assert set(data["data"]["languages"]) == {"fr", "en"}
+
+
+def test_the_activation_formula_matches_what_autograd_keeps():
+    """plan's activation bytes per token against the tensors an eager bf16 forward saves for backward, counted
+    (grouped-query attention included: k and v reach SDPA expanded, so they cost what q does). Compiled
+    blocks take half a minute to compile here: benchmarks/memory.py checks those."""
+    config = dataclasses.replace(PRESETS["lucie-7b"], dim=512, n_heads=8, n_kv_heads=2, ffn_dim=1792, n_layers=2,
+                                 vocab_size=4096, context_length=64)
+    counted, constant = activation_bytes(Llama(config), 64)
+    assert plan.activations_per_token(config, compiled=False) == pytest.approx(counted, rel=0.01)
+    full_heads, _ = activation_bytes(Llama(dataclasses.replace(config, n_kv_heads=8)), 64)
+    assert full_heads == pytest.approx(counted, rel=0.01)
+    assert constant >= 2 * config.vocab_size * config.dim  # at least autocast's bf16 copy of the head

@@ -107,10 +107,21 @@ def source_groups(recipe: Recipe, run_dir: Path | None) -> tuple[list[Group], st
     return groups, f"estimated from the raw files at {BYTES_PER_TOKEN:g} bytes a token, before curation"
 
 
+def activations_per_token(config, compiled: bool, checkpointing: str = "none") -> float:
+    """Bytes of activations one token of a micro-batch holds for backward under bf16 autocast, as autograd
+    was seen to keep them (fournil.train.memory, `benchmarks/memory.py`). SDPA gets k and v expanded to
+    every head, so grouped-query attention saves none; the compiled head keeps its bf16 logits' gradient."""
+    d, f = config.dim, config.ffn_dim
+    layer, rest = (18 * d + 6 * f, 2 * config.vocab_size + 4 * d) if compiled else (34 * d + 8 * f, 12 * d)
+    kv = config.n_kv_heads * config.head_dim
+    kept = {"none": layer, "ops": 6 * d + 2 * (d + 2 * kv) + 4 * f, "selective": (layer + 4 * d) / 2, "full": 4 * d}[checkpointing]
+    return kept * config.n_layers + (layer if kept != layer else 0) + rest
+
+
 def memory_per_gpu(recipe: Recipe, gpus: int) -> dict[str, float]:
     """Bytes a GPU holds while training: weights, gradients and AdamW moments in float32 (sharded by
-    FSDP), bf16 activations of one micro-batch (fewer with activation checkpointing), the head's
-    logits chunk and the CUDA overhead."""
+    FSDP), autocast's bf16 copies of the weights, the activations of one micro-batch (fewer with
+    activation checkpointing), the head's gradient buffers and the CUDA overhead."""
     config = model_config(recipe.model, recipe.tokenizer.vocab_size)
     train = recipe.train
     params = count_params(config)
@@ -119,17 +130,13 @@ def memory_per_gpu(recipe: Recipe, gpus: int) -> dict[str, float]:
     if sharded:
         layer = count_params(config, non_embedding=True) / config.n_layers
         states = states / gpus + 2 * 4 * layer * 2  # FSDP2 gathers a block's weights (and their gradients) whole
-    d, f, kv = config.dim, config.ffn_dim, config.n_kv_heads * config.head_dim
-    mlp = 8 * f
-    per_token_layer = 12 * d + 2 * (d + 2 * kv) + mlp  # fp32 residual and norm inputs, bf16 q/k/v, attention and MLP outputs
-    kept = {"none": per_token_layer, "ops": 6 * d + 2 * (d + 2 * kv) + mlp // 2,
-            "selective": (per_token_layer + 4 * d) / 2, "full": 4 * d}[train.activation_checkpointing]
+    weight_copies = 0.0 if sharded else 2.0 * params  # FSDP2 gathers bf16 weights a block at a time instead
     tokens = train.micro_batch_size * config.context_length
-    activations = tokens * (kept * config.n_layers + (per_token_layer if kept != per_token_layer else 0) + 6 * d)
-    head = CE_CHUNK_BYTES + 4.0 * config.vocab_size * d
-    total = states + activations + head + CUDA_OVERHEAD_BYTES
-    return {"states": states, "activations": activations, "head": head, "overhead": CUDA_OVERHEAD_BYTES, "total": total,
-            "sharded": sharded}
+    activations = tokens * activations_per_token(config, train.compile != "off", train.activation_checkpointing)
+    head = CE_CHUNK_BYTES + 4.0 * config.vocab_size * config.dim
+    total = states + weight_copies + activations + head + CUDA_OVERHEAD_BYTES
+    return {"states": states, "weight_copies": weight_copies, "activations": activations, "head": head,
+            "overhead": CUDA_OVERHEAD_BYTES, "total": total, "sharded": sharded}
 
 
 def loss_fit(params: float, tokens: float) -> float:
@@ -253,7 +260,8 @@ def memory_line(plan: dict) -> str:
     m = plan["memory"]
     verdict = "fits" if m["fits"] else "does NOT fit"
     return (f"memory: about {_gb(m['total'])} a GPU ({_gb(m['states'])} weights, gradients and moments"
-            f"{' sharded' if m['sharded'] else ''}, {_gb(m['activations'])} activations) under {m['parallelism']} on "
+            f"{' sharded' if m['sharded'] else ''}, {_gb(m['weight_copies']) + ' bf16 weight copies, ' if m['weight_copies'] else ''}"
+            f"{_gb(m['activations'])} activations) under {m['parallelism']} on "
             f"{m['gpus']} × {m['gpu']} of {_gb(m['gpu_bytes'])}: {verdict}")
 
 
