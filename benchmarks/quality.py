@@ -18,10 +18,15 @@ optimiser step's share of the CPU time. CPU time, not wall time, because the mac
 other work slows the wall clock of both sides, not their CPU seconds. `--jobs` runs the seeds and
 sides side by side in separate processes (each with its own CPU clock), `--fournil-set` changes
 fournil's side alone (a larger batch with fewer steps at equal tokens, to amortise Muon's step).
+`--fournil-only` trains fournil's side alone, for an ablation of fournil's recipe: the standard side is
+deterministic (same seeds, same shards, same bits per byte on 1 thread), so its final bits per byte from
+an earlier run, given as `--standard-bpb LANG=VALUE`, stand in for it and the ratios are printed to them.
 
     fournil run recipes/demo.yaml --until mixture        # the token shards and held-out text
     python benchmarks/quality.py recipes/demo.yaml --set train.optimizer=muon --steps 60 --set train.warmup_steps=6 --threads 1 --jobs 6
     python benchmarks/quality.py recipes/demo.yaml --fournil-set train.global_batch_tokens=8192 --fournil-set train.max_steps=150
+    python benchmarks/quality.py recipes/demo.yaml --steps 60 --set train.warmup_steps=6 --threads 1 --jobs 3 \
+        --fournil-only --standard-bpb fr=2.459 --standard-bpb en=2.608 --fournil-set train.schedule=wsd
 """
 
 from __future__ import annotations
@@ -208,7 +213,9 @@ class Setup:
         self.recipe = load_recipe(path, overrides)
         self.ours_recipe = load_recipe(path, overrides + ours)
         self.run = run or Path("runs") / self.recipe.name
-        self.config = model_config(self.recipe.model, load_tokenizer(self.run / "tokenizer").get_vocab_size())
+        vocab = load_tokenizer(self.run / "tokenizer").get_vocab_size()
+        self.config = model_config(self.recipe.model, vocab)
+        self.ours_config = model_config(self.ours_recipe.model, vocab)  # --fournil-set model.overrides.… (an init, say)
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k in ("path", "overrides", "ours", "run", "evals", "standard_lr", "threads")}
@@ -228,12 +235,28 @@ def run_job(job: tuple) -> dict:
     texts = heldout_samples(setup.run / "corpus", list(recipe.languages), recipe.train.eval_docs_per_language)
     every = max(1, recipe.train.max_steps // setup.evals)
     if side == "fournil":
-        result = train_fournil(recipe, setup.config, setup.run / "mixture", seed, every, texts, tokenizer, bos)
+        result = train_fournil(recipe, setup.ours_config, setup.run / "mixture", seed, every, texts, tokenizer, bos)
     else:
         result = train_standard(recipe, setup.config, setup.run / "mixture", seed, every, texts, tokenizer, bos, setup.standard_lr)
     print(f"# {side} seed {seed}: " + " ".join(f"{lang} {v:.4f}" for lang, v in result["curve"][-1][2].items())
           + f" in {result['cpu']:.0f} CPU s", flush=True)
     return result
+
+
+def report_fournil_only(recipe, runs: list[dict], standard_bpb: dict[str, float]) -> None:  # noqa: ANN001
+    for k, run in enumerate(runs):
+        print(f"seed {recipe.seed + k}: fournil " + " ".join(f"{lang} {v:.4f}" for lang, v in run["curve"][-1][2].items())
+              + f" in {run['cpu']:.0f} CPU s ({run['wall']:.0f} s wall), optimizer {100 * run['optimizer_cpu'] / run['cpu']:.1f} %")
+    print(f"\n{'lang':<6}{'fournil bpb':>18}{'standard bpb (earlier run)':>28}{'ratio':>18}")
+    for lang in recipe.languages:
+        ours = [r["curve"][-1][2][lang] for r in runs]
+        std = standard_bpb.get(lang)
+        print(f"{lang:<6}{spread(ours):>18}{std if std is not None else 'not given':>28}"
+              f"{spread([o / std for o in ours]) if std is not None else '':>18}")
+    cpu, wall = [r["cpu"] for r in runs], [r["wall"] for r in runs]
+    share = [100 * r["optimizer_cpu"] / r["cpu"] for r in runs]
+    print(f"\nfournil: training {spread(cpu, 1)} CPU s ({spread(wall, 1)} s wall), {spread([r['cpu'] / r['steps'] for r in runs], 3)} "
+          f"CPU s a step; optimizer step {spread(share, 1)} % of the CPU time")
 
 
 def main() -> None:
@@ -247,10 +270,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--evals", type=int, default=6, help="evaluations along each run")
     parser.add_argument("--standard-lr", type=float, default=1e-3)
+    parser.add_argument("--fournil-only", action="store_true", help="train fournil's side alone (an ablation of fournil's recipe)")
+    parser.add_argument("--standard-bpb", action="append", default=[], metavar="LANG=VALUE",
+                        help="with --fournil-only: the standard side's final bits per byte from an earlier run at the same settings")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side, each in its own process on --threads threads "
                         "(CPU times stay per process, so they hold on a shared machine)")
     args = parser.parse_args()
+    try:
+        standard_bpb = {lang: float(value) for lang, value in (item.split("=", 1) for item in args.standard_bpb)}
+    except ValueError:
+        parser.error("--standard-bpb takes LANG=VALUE, e.g. fr=2.459")
+    if standard_bpb and not args.fournil_only:
+        parser.error("--standard-bpb goes with --fournil-only (otherwise the standard side is trained in the same run)")
     overrides = list(args.set) + ([f"train.max_steps={args.steps}"] if args.steps else [])
     setup = Setup(args.recipe, overrides, list(args.fournil_set), args.run, args.evals, args.standard_lr, args.threads)
     recipe, ours_recipe, config = setup.recipe, setup.ours_recipe, setup.config
@@ -262,17 +294,22 @@ def main() -> None:
     print(f"# {recipe.name}: dim {config.dim}, {config.n_layers} layers, context {config.context_length}, vocabulary {config.vocab_size}; "
           f"{cfg.max_steps} steps × {tokens // cfg.max_steps} tokens = {tokens:,} tokens; {args.seeds} seeds; "
           f"{args.threads} threads × {args.jobs} jobs")
-    print(f"# fournil: optimizer {ours_cfg.optimizer}, lr {ours_cfg.lr}, {ours_cfg.schedule}, warmup {ours_cfg.warmup_steps}, init std {config.init_std}, "
+    print(f"# fournil: optimizer {ours_cfg.optimizer}, lr {ours_cfg.lr}, {ours_cfg.schedule}, warmup {ours_cfg.warmup_steps}, init std {setup.ours_config.init_std}"
+          f"{', zero-initialised output projections' if setup.ours_config.zero_init_out else ''}, "
           f"{ours_cfg.max_steps} steps × {ours_tokens // ours_cfg.max_steps} tokens = {ours_tokens:,}"
           f"{', ' + ' '.join(args.set + args.fournil_set) if args.set or args.fournil_set else ''}; "
           f"standard: AdamW lr {args.standard_lr}, cosine, warmup {cfg.warmup_steps}", flush=True)
-    jobs = [(setup, side, recipe.seed + k) for k in range(args.seeds) for side in ("standard", "fournil")]
+    sides = ("fournil",) if args.fournil_only else ("standard", "fournil")
+    jobs = [(setup, side, recipe.seed + k) for k in range(args.seeds) for side in sides]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             done = list(pool.map(run_job, jobs))
     else:
         done = [run_job(job) for job in jobs]
-    results = {"standard": done[0::2], "fournil": done[1::2]}
+    results = {side: done[k::len(sides)] for k, side in enumerate(sides)}
+    if args.fournil_only:
+        report_fournil_only(recipe, results["fournil"], standard_bpb)
+        return
     for k in range(args.seeds):
         print(f"seed {recipe.seed + k}: " + "; ".join(
             f"{side} " + " ".join(f"{lang} {v:.4f}" for lang, v in runs[k]["curve"][-1][2].items())

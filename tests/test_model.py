@@ -115,6 +115,20 @@ def test_init_is_deterministic_and_scaled():
     assert abs(scaled - 0.02 / 2) < 0.0015  # 1/sqrt(2 · 2 layers)
 
 
+def test_zero_init_out_zeroes_only_the_residual_projections_and_exports_as_plain_llama():
+    from fournil.model.hf import hf_config
+
+    model = build(zero_init_out=True)
+    for layer in model.layers:
+        assert not layer.attn.wo.weight.any() and not layer.ffn.w2.weight.any()
+        assert abs(layer.attn.wq.weight.std().item() - 0.02) < 0.002 and abs(layer.ffn.w1.weight.std().item() - 0.02) < 0.002
+    ids = torch.randint(0, TINY.vocab_size, (1, 8))
+    embedded = model.norm(model.embed(ids))  # every block starts as the identity
+    assert torch.allclose(model(ids), F.linear(embedded, model.lm_head.weight))
+    exported = hf_config(model.config, {"bos": None, "eos": None, "pad": None}, torch.float32)
+    assert exported == hf_config(build().config, {"bos": None, "eos": None, "pad": None}, torch.float32)
+
+
 def test_param_counts_and_flops():
     for name, config in PRESETS.items():
         if name == "tiny":

@@ -3,6 +3,7 @@ checkpoint of another optimiser (two processes: tests/test_train_distributed.py)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from fournil.errors import FournilError
+from fournil.model.llama import Llama
 from fournil.train.distributed import compile_model
 from fournil.train.optim import Muon, build_optimizers, orthogonalize
 from train_helpers import MODEL, config, make_trainer, tiny_model
@@ -53,6 +55,15 @@ def test_muon_resumes_bit_for_bit_and_learns(tmp_path):
     assert lines[0][-1]["loss"] < 0.6 * lines[0][0]["loss"] and straight["skipped_steps"] == 0
     state = json.loads((tmp_path / "stopped" / "checkpoints" / "step_20" / "state.json").read_text())
     assert state["optimizer_name"] == "muon"
+
+
+def test_a_model_with_zero_initialised_output_projections_learns_under_muon(tmp_path):
+    torch.manual_seed(0)
+    model = Llama(dataclasses.replace(MODEL, zero_init_out=True))
+    make_trainer(tmp_path, config(optimizer="muon", max_steps=20, log_every=1), model=model).train()
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert lines[-1]["loss"] < 0.6 * lines[0]["loss"]
+    assert all(layer.attn.wo.weight.any() and layer.ffn.w2.weight.any() for layer in model.layers)  # they left zero
 
 
 def test_a_checkpoint_of_one_optimizer_is_refused_by_another(tmp_path):

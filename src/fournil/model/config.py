@@ -37,6 +37,7 @@ class LlamaConfig:
     gelu_mlp: bool = False  # BLOOM: a two-matrix GELU (tanh) MLP instead of SwiGLU
     bias: bool = False  # BLOOM: biases on the attention and MLP projections (not on the output head)
     init_std: float = 0.02
+    zero_init_out: bool = False  # the attention output and FFN down projections start at zero (modded-nanogpt); only an init
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

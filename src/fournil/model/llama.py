@@ -188,7 +188,8 @@ class Llama(nn.Module):
     @torch.no_grad()
     def init_weights(self) -> None:
         """Normal(0, init_std) everywhere; the two projections that write into the residual stream
-        (attention output, FFN down) scaled by 1/sqrt(2·n_layers), as GPT-2, nanoGPT and OLMo do."""
+        (attention output, FFN down) scaled by 1/sqrt(2·n_layers), as GPT-2, nanoGPT and OLMo do, or
+        zero with `zero_init_out`, as modded-nanogpt does: each block then starts as the identity."""
         self.tie_weights()
         std = self.config.init_std
         nn.init.normal_(self.embed.weight, std=std)
@@ -199,7 +200,10 @@ class Llama(nn.Module):
                 if linear is not None:
                     nn.init.normal_(linear.weight, std=std)
             for linear in (layer.attn.wo, layer.ffn.w2):
-                nn.init.normal_(linear.weight, std=std / math.sqrt(2 * self.config.n_layers))
+                if self.config.zero_init_out:
+                    nn.init.zeros_(linear.weight)
+                else:
+                    nn.init.normal_(linear.weight, std=std / math.sqrt(2 * self.config.n_layers))
         for module in self.modules():
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
