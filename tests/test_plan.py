@@ -14,9 +14,10 @@ import pytest
 
 from fournil import plan
 from fournil.model.llama import Llama
-from fournil.model.presets import PRESETS
+from fournil.model.presets import PRESETS, model_config
 from fournil.recipe import load_recipe
 from fournil.train.memory import activation_bytes
+from fournil.train.optim import hidden_matrices
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 
@@ -66,6 +67,11 @@ def test_memory_and_cost_figures(plans):
     assert round(ddp["states"] / 1e9) == 107 and not ddp["sharded"]
     fsdp = plans["lucie"]["memory"]
     assert fsdp["sharded"] and fsdp["states"] < ddp["states"] / 20 and fsdp["total"] < 80e9 < ddp["total"]
+    muon = plan.memory_per_gpu(load_recipe(RECIPES[[p.stem for p in RECIPES].index("lucie")], ["train.parallelism=ddp", "train.optimizer=muon"]), 512)
+    config = model_config(lucie.model, lucie.tokenizer.vocab_size)
+    small = Llama(dataclasses.replace(config, dim=64, n_heads=4, n_kv_heads=2, ffn_dim=96, n_layers=3, vocab_size=256))
+    assert plan.muon_matrices(small.config) == sum(p.numel() for p in hidden_matrices(small))  # what Muon holds
+    assert ddp["states"] - muon["states"] == 4 * plan.muon_matrices(config) > 0.99 * 4 * plans["lucie"]["model"]["non_embedding_parameters"]
     c = plans["croissant"]["compute"]
     assert c["gpu_hours"] == pytest.approx(c["flops"] / (312e12 * 0.4) / 3600)
     assert c["kwh"] == pytest.approx(c["gpu_hours"] * 400 * 1.2 / 1000) and c["kg_co2eq"] == pytest.approx(c["kwh"] * 0.475)

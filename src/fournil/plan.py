@@ -118,14 +118,23 @@ def activations_per_token(config, compiled: bool, checkpointing: str = "none") -
     return kept * config.n_layers + (layer if kept != layer else 0) + rest
 
 
+def muon_matrices(config) -> int:  # noqa: ANN001
+    """Entries of the blocks' 2-D weights, the matrices Muon holds (fournil.train.optim.hidden_matrices)."""
+    d, hd, f = config.dim, config.head_dim, config.ffn_dim
+    return config.n_layers * (d * hd * (2 * config.n_heads + 2 * config.n_kv_heads) + (2 if config.gelu_mlp else 3) * d * f)
+
+
 def memory_per_gpu(recipe: Recipe, gpus: int) -> dict[str, float]:
-    """Bytes a GPU holds while training: weights, gradients and AdamW moments in float32 (sharded by
-    FSDP), autocast's bf16 copies of the weights, the activations of one micro-batch (fewer with
-    activation checkpointing), the head's gradient buffers and the CUDA overhead."""
+    """Bytes a GPU holds while training: weights, gradients and the optimiser's state in float32 (sharded
+    by FSDP; AdamW keeps two moments a parameter, Muon one momentum for each matrix it holds), autocast's
+    bf16 copies of the weights, the activations of one micro-batch (fewer with activation checkpointing),
+    the head's gradient buffers and the CUDA overhead."""
     config = model_config(recipe.model, recipe.tokenizer.vocab_size)
     train = recipe.train
     params = count_params(config)
     states = 16.0 * params  # 4 bytes each: weights, gradients, Adam's two moments
+    if train.optimizer == "muon":
+        states -= 4.0 * muon_matrices(config)  # one momentum instead of two moments
     sharded = train.parallelism == "fsdp" and gpus > 1
     if sharded:
         layer = count_params(config, non_embedding=True) / config.n_layers
