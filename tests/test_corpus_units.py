@@ -42,6 +42,29 @@ def test_normalise_skips_only_rewrites_that_would_change_nothing():
     assert changed > 3000  # the guards were tested on text that needed the rewrites
 
 
+def test_pii_patterns_find_what_the_plain_patterns_find():
+    """The class-first address and phone patterns match the same spans as the plain ones, and the
+    digit guard skips only text where neither finds anything, on random text made of their pieces."""
+    from fournil.corpus import pii
+
+    plain_ip = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+    plain_phone = re.compile(r"(?<![\w.+-])(?:\+\d{1,3}[ .-]?(?:\(0\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,4}){2,4}"
+                             r"|0\d(?:[ .]\d{2}){4}|\(\d{3}\) ?\d{3}-\d{4}|\d{3}-\d{3}-\d{4})(?![\w.-]*\d)")
+    pieces = ["0", "1", "5", "12", "555", "1.", "10.", "255.", "12 ", "555-", " ", ".", "-", "+", "(", ")", "(0)", "a", "é", "_", "\n", "+33 ", "06 "]
+    rng = random.Random(11)
+    texts = ["".join(rng.choices(pieces, k=rng.randrange(1, 30))) for _ in range(20000)]
+    found_ip = found_phone = 0
+    for text in texts:
+        ip = [m.span() for m in plain_ip.finditer(text)]
+        phone = [m.span() for m in plain_phone.finditer(text)]
+        assert [m.span() for m in pii.IPV4.finditer(text)] == ip, text
+        assert [m.span() for m in pii.PHONE.finditer(text)] == phone, text
+        assert pii.NUMBERS.search(text) or not (ip or phone), text
+        found_ip += bool(ip)
+        found_phone += bool(phone)
+    assert found_ip > 100 and found_phone > 100  # both patterns were compared where they match
+
+
 def test_pii_replaces_personal_data_but_not_private_addresses_or_versions():
     text, counts = scrub("Mail jean@exemple.fr, serveur 8.8.8.8, box 192.168.1.1, tél. +33 1 23 45 67 89 ou 06 12 34 56 78, version 2.36.1-3 du 2024-05-01.")
     assert "<EMAIL>" in text and "<IP_ADDRESS>" in text and "192.168.1.1" in text
