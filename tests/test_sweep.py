@@ -62,6 +62,14 @@ def test_a_ratio_sweep_curates_and_tokenises_once(tmp_path):
     assert data["stage_runs"]["planned"] == {"corpus": 1, "tokenizer": 1, "mixture": 5, **dict.fromkeys(STAGE_NAMES[3:], 0)}
 
 
+def test_a_mixture_shared_by_seeds_counts_its_shards_once(tmp_path):
+    sweep = make(tmp_path, "languages.fr=0.3", seeds=2, until="train", overrides=["train.max_steps=1"])
+    assert execute.run(sweep, tmp_path, 1, lambda message: None) == {}
+    assert len({(s.st_dev, s.st_ino) for s in manifests(sweep, "mixture")}) == 1  # both seeds hold the one mixture
+    assert read_manifest(sweep.folder / sweep.points[1].name / "mixture")["figures"]["shards_encoded"] > 0
+    assert results.collect(sweep, {})["stage_runs"]["shards_encoded"] == {"planned": 1, "made": 1}
+
+
 def test_a_tokenizer_share_sweep_retokenises_but_curates_once_and_a_failed_point_does_not_stop_the_others(tmp_path):
     sweep = make(tmp_path, "tokenizer.shares={fr: 0.7, en: 0.3},{fr: 0.5, de: 0.5},{fr: 0.3, en: 0.7}", until="tokenizer")
     errors = execute.run(sweep, tmp_path, 1, lambda message: None)

@@ -104,8 +104,9 @@ def collect(sweep: Sweep, errors: dict[str, str]) -> dict[str, Any]:
             if m and isinstance(m.get("wall_seconds"), int | float):
                 unique_walls[(stage, m["fingerprint"])] = m["wall_seconds"]
     by_hand = [p["wall_seconds"] for p in points if p["wall_seconds"] is not None]
-    mixtures = [read_figures(get_stage("mixture"), _manifest(sweep, p, "mixture")) for p in sweep.points]
-    encoded = {"planned": sweep.kept_runs("mixture"), "made": sum(bool(m and m.shards_encoded) for m in mixtures)}
+    made = {m["fingerprint"]: m for m in (_manifest(sweep, p, "mixture") for p in sweep.points) if m}  # a shared one once
+    mixtures = [read_figures(get_stage("mixture"), m) for m in made.values()]
+    encoded = {"planned": sweep.kept_runs("mixture"), "made": sum(bool(m.shards_encoded) for m in mixtures)}
     return {
         "sweep": sweep.name,
         "recipe": sweep.config.recipe,
