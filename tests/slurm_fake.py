@@ -4,6 +4,8 @@ for real (through `srun`, `launch_pickled_pipeline`), and records each task's st
 
 FAKE_SLURM_STATES (JSON, array index → state) makes tasks not run but end in that state instead:
 "CANCELLED by 1000", "RUNNING" (for ever), or "PENDING DependencyNeverSatisfied" (pending, with that reason).
+`--dependency=afterok:J1:J2` holds a job pending for ever (DependencyNeverSatisfied) unless every
+task of those jobs completed; `--parsable` prints the job id alone.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ counter = state / "next_job"
 job = int(counter.read_text()) if counter.exists() else 100
 counter.write_text(str(job + 1))
 forced = json.loads(os.environ.get("FAKE_SLURM_STATES", "{}"))
+name = re.search(r"#SBATCH --job-name=(\S+)", script).group(1)
+after = [a.split(":")[1:] for a in sys.argv[1:-1] if a.startswith("--dependency=afterok:")]
+blocked = any(any(v != "COMPLETED" for v in json.loads((state / f"{j}.json").read_text()).values()) for j in sum(after, []))
 states = {}
 for i in range(lo, hi + 1):
-    if str(i) in forced:
-        states[i] = forced[str(i)]
+    if str(i) in forced or blocked:
+        states[i] = forced.get(str(i), "PENDING DependencyNeverSatisfied")
         continue
     with open(output.replace("%A", str(job)).replace("%a", str(i)), "w") as log:
         task_env = {**env, "SLURM_ARRAY_TASK_ID": str(i), "SLURM_ARRAY_JOB_ID": str(job), "SLURM_JOB_ID": str(job + 1000 + i),
@@ -42,8 +47,8 @@ for i in range(lo, hi + 1):
     states[i] = "COMPLETED" if code == 0 else "FAILED"
 (state / f"{job}.json").write_text(json.dumps(states))
 with open(state / "submitted.jsonl", "a") as f:
-    f.write(json.dumps({"job": job, "array": [lo, hi]}) + "\n")
-print(f"Submitted batch job {job}")
+    f.write(json.dumps({"job": job, "array": [lo, hi], "name": name, "after": sum(after, [])}) + "\n")
+print(job if "--parsable" in sys.argv else f"Submitted batch job {job}")
 '''
 
 REPORT = r'''

@@ -129,6 +129,8 @@ def sweep(
     name: Annotated[str | None, typer.Option(help="names the sweep folder; default: the recipe's name and the varied fields")] = None,
     until: Annotated[str | None, typer.Option(help="stop every point after this stage (the comparison needs evaluate)")] = None,
     jobs: Annotated[int, typer.Option(min=1, help="points run at once on this machine, each in its own process")] = 1,
+    executor: Annotated[str | None, typer.Option(help="local (this machine), slurm (a job per task, sbatch) or ray (a Ray task per task); default: the sweep file's, else local")] = None,
+    executor_option: Annotated[list[str] | None, typer.Option("--executor-option", help="KEY=VALUE for slurm or ray: partition, time, cpus_per_task, gpus, processes, ... (docs/sweep.md); repeatable")] = None,
     point: Annotated[str | None, typer.Option(help="run this point alone, taking the stages it shares from points that finished them")] = None,
     commands: Annotated[bool, typer.Option("--commands", help="print each task's command and the tasks it waits for (jobs for a cluster); run nothing")] = False,
     report: Annotated[bool, typer.Option("--report", help="only write the comparison from what the points' folders hold")] = False,
@@ -147,7 +149,9 @@ def sweep(
 
     alone = point is not None  # one task of a sweep: its --until cuts the point's stages, not the sweep's
     config, base = sweep_config.build(recipe, vary or [], seeds, zip_, proxy_size if proxy else None, set_ or [], name,
-                                      None if alone else until)
+                                      None if alone else until, executor, executor_option or [])
+    if config.executor != "local" and jobs > 1:
+        raise FournilError(f"--jobs is for the local executor; with {config.executor}, the cluster runs the points at once")
     made = expand(config, base, runs_dir)
     if alone:
         execute.run_point(made, made.point(point), until or made.last_stage, lambda message: typer.echo(message, err=True))
@@ -174,7 +178,17 @@ def sweep(
         planned = ", ".join(f"{stage} {n}" + (f" (shards encoded {made.kept_runs(stage)})" if stage == "mixture" else "")
                             for stage, n in made.runs_per_stage().items() if n)
         typer.echo(f"sweep {made.name}: {len(made.points)} points in {made.folder}; stage runs: {planned}", err=True)
-        errors = execute.run(made, runs_dir, jobs, lambda message: typer.echo(message, err=True))
+        say = lambda message: typer.echo(message, err=True)  # noqa: E731
+        if made.config.executor == "slurm":
+            from fournil.sweep import on_slurm
+
+            errors = on_slurm.run(made, runs_dir, made.config.executor_options, say)
+        elif made.config.executor == "ray":
+            from fournil.sweep import on_ray
+
+            errors = on_ray.run(made, runs_dir, made.config.executor_options, say)
+        else:
+            errors = execute.run(made, runs_dir, jobs, say)
     data = results.collect(made, errors)
     sweep_report.write(data, made.folder, how)
     header, body = sweep_report.rows(data)

@@ -31,6 +31,9 @@ class SweepConfig(Section):
     proxy: Literal["small", "tiny"] | None = Field(None, description="bake every point at this proxy scale (docs/recipe.md)")
     set: list[str] = Field(default_factory=list, description="--set overrides of the base recipe, for every point")
     until: str | None = Field(None, description="stop every point after this stage (the report needs evaluate)")
+    executor: Literal["local", "slurm", "ray"] = Field("local", description="what runs the points' tasks: this machine, Slurm jobs or Ray tasks")
+    executor_options: dict[str, Any] = Field(default_factory=dict, description="for slurm or ray: partition, time, cpus_per_task, "
+                                             "gpus, processes (torchrun processes for a point's training), ... (docs/sweep.md)")
 
     @field_validator("vary")
     @classmethod
@@ -74,7 +77,8 @@ def is_sweep_file(data: Any) -> bool:
 
 
 def build(path: Path, vary: list[str], seeds: int | None, zipped: bool, proxy: str | None, overrides: list[str],
-          name: str | None, until: str | None) -> tuple[SweepConfig, Path]:
+          name: str | None, until: str | None, executor: str | None = None,
+          executor_options: list[str] = ()) -> tuple[SweepConfig, Path]:
     """The sweep from a recipe or sweep file and the command line's options; returns it with the base recipe's path."""
     data = read_yaml(path, "recipe or sweep file")
     if is_sweep_file(data):
@@ -96,7 +100,16 @@ def build(path: Path, vary: list[str], seeds: int | None, zipped: bool, proxy: s
         spec["vary"] = given
     if overrides:
         spec["set"] = [*(spec.get("set") or []), *overrides]
-    for key, value in (("seeds", seeds), ("proxy", proxy), ("name", name), ("until", until)):
+    if executor_options:
+        options = spec.get("executor_options") or {}
+        spec["executor_options"] = dict(options) if isinstance(options, dict) else options
+        for item in executor_options:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise FournilError(f"--executor-option {item!r}: expected KEY=VALUE, e.g. --executor-option partition=gpu")
+            if isinstance(spec["executor_options"], dict):
+                spec["executor_options"][key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    for key, value in (("seeds", seeds), ("proxy", proxy), ("name", name), ("until", until), ("executor", executor)):
         if value is not None:
             spec[key] = value
     if zipped:

@@ -6,8 +6,8 @@ the first point's, keep its shards and plan again).
 The work is cut into tasks, a point's stages up to where others branch off it: a ratio sweep's
 first task is the first point's corpus and tokenizer, its second that point's mixture, and every
 other point's task waits for those two. Tasks run one after another in this process (`jobs` 1), or up to `jobs` at once as
-`fournil sweep SWEEP.yaml --point P --until S` subprocesses, the commands `--commands` prints for
-a cluster. A failed task is reported with its error and the tasks that need it are not run; the
+`fournil sweep SWEEP.yaml --point P --until S` subprocesses, the commands `--commands` prints and
+Slurm jobs or Ray tasks run on a cluster (`on_slurm`, `on_ray`). A failed task is reported with its error and the tasks that need it are not run; the
 others go on. Killed and started again, a sweep skips finished stages and resumes interrupted ones,
 since each point is an ordinary run folder.
 """
@@ -37,6 +37,7 @@ SWEEP_FILE = "sweep.yaml"
 class Task:
     point: Point
     until: str
+    start: str  # the first stage the task runs (the stages before it were run by earlier tasks)
     needs: list[int] = field(default_factory=list)  # indices of the tasks that must finish first
 
 
@@ -61,7 +62,7 @@ def tasks(sweep: Sweep) -> list[Task]:
     for p in sweep.points:
         start, previous = first_own[p.name], None
         for end in sorted({*cuts[p.name], len(stages) - 1}):
-            task = Task(p, stages[end])
+            task = Task(p, stages[end], stages[start])
             if previous is not None:
                 task.needs.append(previous)
             elif start > 0:
@@ -79,8 +80,14 @@ def tasks(sweep: Sweep) -> list[Task]:
 def run_point(sweep: Sweep, point: Point, until: str, log: Callable[[str], None]) -> dict[str, dict]:
     """Take the finished stages the point shares with others, and the kept work of the first one it does
     not share from a finished point of its lineage, then run the rest of its stages to `until`."""
-    run_dir = sweep.folder / point.name
     stages = STAGE_NAMES[:STAGE_NAMES.index(until) + 1]
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 alone touches the folders
+        _take_shared(sweep, point, stages, log)
+    return run_all(point.recipe, sweep.folder / point.name, until=until, log=log)
+
+
+def _take_shared(sweep: Sweep, point: Point, stages: list[str], log: Callable[[str], None]) -> None:
+    run_dir = sweep.folder / point.name
     for stage in stages:
         fingerprint = point.fingerprints[stage]
         if finished_as(run_dir / stage) == fingerprint:
@@ -101,13 +108,35 @@ def run_point(sweep: Sweep, point: Point, until: str, log: Callable[[str], None]
         if folder.is_dir() and finished_as(folder) != point.fingerprints[stage] and keeps_work(point.recipe, run_dir, stage):
             if own_copies(folder, get_stage(stage).kept):
                 log(f"[{stage}] resumes here: its files shared with other points were copied first")
-    return run_all(point.recipe, run_dir, until=until, log=log)
 
 
 def command(sweep: Sweep, runs_dir: Path, task: Task) -> list[str]:
     """The command that runs one task on its own (a subprocess here, a job on a cluster)."""
     return ["fournil", "sweep", str(sweep.folder / SWEEP_FILE), "--runs-dir", str(runs_dir), "--point", task.point.name,
             "--until", task.until]
+
+
+def finished(sweep: Sweep, task: Task) -> bool:
+    """Whether every stage of the task's point up to its `until` is finished as planned (a sweep run again skips it)."""
+    stages = STAGE_NAMES[:STAGE_NAMES.index(task.until) + 1]
+    return all(finished_as(sweep.folder / task.point.name / s) == task.point.fingerprints[s] for s in stages)
+
+
+def steps(sweep: Sweep, runs_dir: Path, task: Task, processes: int) -> list[list[str]]:
+    """The commands that run a task, in order: one, or with `processes` above 1 and the point's training in the
+    task, its stages before train, then train alone under torchrun (one process a device), then the rest."""
+    stages = STAGE_NAMES[STAGE_NAMES.index(task.start):STAGE_NAMES.index(task.until) + 1]
+    python = [sys.executable, "-m"]
+    if processes <= 1 or "train" not in stages:
+        return [python + command(sweep, runs_dir, task)]
+    out = []
+    if stages[0] != "train":
+        out.append(python + command(sweep, runs_dir, Task(task.point, STAGE_NAMES[STAGE_NAMES.index("train") - 1], task.start)))
+    torchrun = ["torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m"]
+    out.append(python + torchrun + command(sweep, runs_dir, Task(task.point, "train", "train")))
+    if task.until != "train":
+        out.append(python + command(sweep, runs_dir, task))
+    return out
 
 
 def commands(sweep: Sweep, runs_dir: Path) -> list[str]:
@@ -119,7 +148,7 @@ def commands(sweep: Sweep, runs_dir: Path) -> list[str]:
     return lines
 
 
-def _die_with(parent: int) -> Callable[[], None]:
+def die_with(parent: int) -> Callable[[], None]:
     """In a worker: be stopped (SIGTERM: training writes a checkpoint) when the sweep dies, even by kill -9. Linux only."""
     def arrange() -> None:
         if sys.platform.startswith("linux"):
@@ -131,7 +160,7 @@ def _die_with(parent: int) -> Callable[[], None]:
     return arrange
 
 
-def _last_error(log_file: Path, start: int) -> str:
+def last_error(log_file: Path, start: int = 0) -> str:
     """The error a worker printed to its log after byte `start` (its own run): fournil's one line, else its last line."""
     try:
         with open(log_file, "rb") as f:
@@ -197,13 +226,13 @@ def run(sweep: Sweep, runs_dir: Path, jobs: int, log: Callable[[str], None]) -> 
                 log(f"sweep: {task.point.name} to {task.until} (log: {log_file})")
                 start = log_file.stat().st_size if log_file.is_file() else 0
                 with open(log_file, "a", encoding="utf-8") as out:
-                    process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with(os.getpid()))
+                    process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with(os.getpid()))
                 running[i] = (process, time.time(), start)
             time.sleep(0.2)
             for i, (process, t0, start) in list(running.items()):
                 if process.poll() is not None:
                     del running[i]
-                    error = None if process.returncode == 0 else _last_error(logs / f"{todo[i].point.name}.log", start)
+                    error = None if process.returncode == 0 else last_error(logs / f"{todo[i].point.name}.log", start)
                     finish(i, error, time.time() - t0)
     finally:
         for process, _, _ in running.values():  # interrupted: the workers checkpoint and stop with the sweep
