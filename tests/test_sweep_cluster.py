@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from fournil.errors import FournilError
 from fournil.runs import read_manifest
-from fournil.sweep import config, execute, on_ray
+from fournil.sweep import config, execute, on_ray, on_slurm
 from fournil.sweep.points import expand
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +114,12 @@ def test_cluster_options_are_checked_before_anything_runs(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert result.returncode == 2 and "executor_options ['partiton']: slurm takes partition" in result.stderr
     assert "Traceback" not in result.stderr and not any(tmp_path.glob("*/*/corpus"))
+    for option, error in (({"poll_seconds": "soon"}, "executor_options.poll_seconds: 'soon' is not a number ≥ 0"),
+                          ({"sbatch_args": "gpu"}, "executor_options.sbatch_args: 'gpu' is not a mapping")):
+        with pytest.raises(FournilError, match=error):
+            on_slurm.run(sweep_of(tmp_path), tmp_path, option, print)
+    with pytest.raises(FournilError, match=r"executor_options \['partition'\]: ray takes address"):
+        on_ray.run(sweep_of(tmp_path), tmp_path, {"partition": "gpu"}, print)
     jobs = subprocess.run([sys.executable, "-m", "fournil", "sweep", *ARGS, "--runs-dir", str(tmp_path), "--executor", "ray",
                            "--jobs", "2"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     assert jobs.returncode == 2 and "--jobs is for the local executor" in jobs.stderr

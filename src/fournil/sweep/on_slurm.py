@@ -26,11 +26,18 @@ OPTIONS = {"partition": "cpu", "time": "24:00:00", "cpus_per_task": 1, "mem_per_
            "qos": None, "account": None, "sbatch_args": {}, "env_command": None, "poll_seconds": 30.0}
 
 
-def options(given: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(given) - set(OPTIONS))
+def options(given: dict[str, Any], defaults: dict[str, Any] = OPTIONS, kind: str = "slurm") -> dict[str, Any]:
+    """The executor's settings: the defaults, with what the sweep gives, each of the default's type."""
+    unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise FournilError(f"executor_options {unknown}: slurm takes {', '.join(OPTIONS)}")
-    return {**OPTIONS, **given}
+        raise FournilError(f"executor_options {unknown}: {kind} takes {', '.join(defaults)}")
+    for key, value in given.items():
+        want = defaults[key]
+        numeric = isinstance(want, int | float) and not isinstance(want, bool)
+        if (numeric and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0)) or \
+                (isinstance(want, dict) and not isinstance(value, dict)):
+            raise FournilError(f"executor_options.{key}: {value!r} is not {'a number ≥ 0' if numeric else 'a mapping'}")
+    return {**defaults, **given}
 
 
 def script(lines: list[list[str]], job_name: str, log_file: Path, cwd: Path, opts: dict[str, Any]) -> str:
