@@ -191,6 +191,36 @@ def test_the_release_is_the_tuned_chat_model_with_its_data_and_scores(baked):
     assert "training_type: pre-training and fine-tuning" in card
 
 
+def test_a_chat_model_folder_gets_the_stage_chat_scores(baked, tmp_path):
+    """`fournil evaluate RELEASE` scores the released chat model as the stage scored sft/final: same answers, same figures."""
+    from fournil.evaluate.chat import evaluate_chat, read_heldout
+    from fournil.evaluate.command import config_from_overrides, evaluate_folder, is_chat_model, main
+    from fournil.evaluate.tasks import load_task
+    from fournil.model.generate import Generator
+
+    release = baked / "release"
+    assert is_chat_model(release, release) and is_chat_model(baked / "sft" / "final", baked / "tokenizer")
+    assert not is_chat_model(baked / "train" / "final", baked / "tokenizer")  # the same template, but a base model
+    tasks = ["translation_en_fr", "translation_fr_en"]
+    config = config_from_overrides(["evaluate.max_examples=4", "evaluate.max_docs_per_language=2"])
+    folder = evaluate_folder(release, tmp_path / "with-run", config, run_dir=baked, tasks=tasks, log=lambda *_: None)["chat"]
+    stage = evaluate_chat(Generator(baked / "sft" / "final", baked / "tokenizer", "cpu"), read_heldout(baked / "sft" / "heldout.jsonl"),
+                          [load_task(t, Path.cwd()) for t in tasks], ["fr", "en"], config, log=lambda *_: None)
+    assert folder == stage and set(folder["translation"]) == {"en-fr", "fr-en"}
+    assert all(t["examples"] == 4 for t in folder["translation"].values())
+    recorded = json.loads((baked / "evaluate" / "results.json").read_text())["chat"]  # the stage's own run, 100 per language
+    assert folder["examples"] == recorded["examples"] and len(folder["examples"]) == 4  # its first answers, word for word
+    # no run folder: the card's languages, the shipped seed tasks, defaults from the folder
+    out = main(release, ["evaluate.max_examples=2"], Path("runs"), False, None, [], "translation_en_fr", None, tmp_path / "alone", None, "cpu")
+    alone = json.loads((out / "results.json").read_text())["chat"]
+    assert {lang: r["conversations"] for lang, r in alone["per_language"].items()} == {"en": 2, "fr": 2}
+    assert all(r["fidelity"]["judged"] + r["fidelity"]["unjudged"] == 2 for r in alone["per_language"].values())
+    assert alone["examples"][0]["prompt"] == ("Rewrite this sentence so that it sounds polite and professional.\n\n"
+                                              "Send me the report by Friday or don't bother coming in on Monday.")
+    assert list(alone["translation"]) == ["en-fr"] and alone["translation"]["en-fr"]["examples"] == 2
+    assert "## Chat" in (out / "results.md").read_text() and "| en-fr | en | 2 |" in (out / "results.md").read_text()
+
+
 def torch_equal(a, b) -> bool:
     import torch
 

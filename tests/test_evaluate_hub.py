@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from evaluate_helpers import fake_run
@@ -138,6 +139,33 @@ def test_the_chat_model_scores_alike_through_lm_evals_chat_template(baked, tmp_p
         mine = [e["answer"] for e in ours["examples"] if e["lang"] == lang]
         assert mine and theirs[:len(mine)] == mine[:len(theirs)]
         assert summary["results"][task]["chrf,none"] == pytest.approx(ours["per_language"][lang]["chrf"]["value"])
+
+
+def test_translation_in_chat_form_scores_alike_through_lm_eval(baked, tmp_path):
+    """`--tasks chat_translation`: the recipe's shipped translation tasks asked in chat form as lm-eval tasks give the
+    evaluate stage's chat-form translation chrF (`translation_scores`) on the same requests of the baked mini chat model."""
+    pytest.importorskip("lm_eval")
+    from conftest import MINI
+    from fournil.evaluate.chat import translation_scores
+    from fournil.evaluate.command import main
+    from fournil.evaluate.tasks import load_task
+    from fournil.model.generate import Generator, Sampling
+
+    per_direction, new_tokens = 3, 16
+    out = main(MINI, [f"evaluate.max_examples={per_direction}", f"evaluate.max_new_tokens={new_tokens}"], baked.parent, False,
+               None, [], "chat_translation", "lm-eval", tmp_path / "harness", None, "cpu")
+    summary = json.loads((out / "harness.json").read_text())
+    assert summary["chat_template"] is True
+    assert sorted(summary["results"]) == ["chat_translation_en_fr", "chat_translation_fr_en"]
+    ours = translation_scores(Generator(baked / "sft" / "final", baked / "tokenizer", "cpu"),
+                              [load_task("translation_en_fr", Path.cwd()), load_task("translation_fr_en", Path.cwd())], ["fr", "en"],
+                              Sampling(max_new_tokens=new_tokens, repetition_penalty=1.1), per_direction)
+    for direction in ("en-fr", "fr-en"):
+        task = "chat_translation_" + direction.replace("-", "_")
+        assert summary["n-samples"][task]["effective"] == ours[direction]["examples"] == per_direction
+        assert summary["results"][task]["chrf,none"] == pytest.approx(ours[direction]["chrf"]["value"])
+    prompts = [json.loads(line)["prompt"] for line in (out / "chat_translation" / "chat_translation_fr_en.jsonl").read_text().splitlines()]
+    assert len(prompts) == per_direction and all(p.startswith("Traduis en anglais :\n") for p in prompts)
 
 
 def test_chat_prompts_need_a_chat_template(tmp_path):

@@ -10,6 +10,9 @@ answer with the held-out reference answer. `lm_eval_tasks` writes the same promp
 which `--harness lm-eval` runs through the model's chat template (`--tasks chat_heldout`).
 `translation_scores` asks the shipped translation tasks as a user would ask the chat model: one
 turn in the source language, no examples, as the shipped instruction data phrases its requests.
+A chat model folder outside a run (`fournil evaluate MODEL_DIR`) answers the run's held-out
+conversations when `--run` names one, else the shipped self-instruct seed tasks (`seed_conversations`:
+written in each language, with reference answers, and not among the shipped sft data).
 """
 
 from __future__ import annotations
@@ -100,31 +103,69 @@ def chat_scores(generator, conversations: list[dict], languages: list[str], samp
     return {"per_language": results, "examples": examples}
 
 
+def seed_conversations(languages: list[str]) -> list[dict]:
+    """The shipped seed tasks of fournil.instruct as one-turn conversations, in those of `languages` that have seeds,
+    the user turn laid out as the sft stage reads an Alpaca record (instruction, a blank line, the input)."""
+    from fournil.instruct.languages import PACKS, load_pack
+
+    conversations = []
+    for lang in languages:
+        for seed in load_pack(lang).seeds if (PACKS / "seeds" / f"{lang}.jsonl").is_file() else ():
+            prompt = f"{seed.instruction}\n\n{seed.input}" if seed.input.strip() else seed.instruction
+            conversations.append({"lang": lang, "source": f"seed:{seed.id}", "messages": [
+                {"role": "user", "content": prompt}, {"role": "assistant", "content": seed.output}]})
+    return conversations
+
+
+def evaluate_chat(generator, conversations: list[dict], tasks, languages: list[str], config, log=print) -> dict:  # noqa: ANN001
+    """The chat scores of the evaluate stage, and of a chat model folder: the conversations answered and scored per
+    language, and the translation tasks among `tasks` asked in chat form, decoded greedily with `config`'s limits."""
+    from fournil.model.generate import Sampling
+
+    sampling = Sampling(max_new_tokens=config.max_new_tokens, repetition_penalty=1.1)  # greedy, deterministic
+    scores = chat_scores(generator, conversations, languages, sampling, config.max_examples or 100)
+    scores["translation"] = translation_scores(generator, tasks, languages, sampling, config.max_examples or 100)
+    for direction, row in scores["translation"].items():
+        log(f"[evaluate] chat translation {direction}: chrF {row['chrf']['value']:.4g} (n={row['examples']}), "
+            f"in the target language {row['fidelity']['pass_rate']}")
+    return scores
+
+
+def translation_requests(generator, task, per_direction: int) -> tuple[list[tuple[str, str, str]], int]:  # noqa: ANN001
+    """The first `per_direction` test pairs of a translation task whose chat-form request fits the model's context, as
+    (request, prompt rendered by the chat template, reference), and how many were passed over as too long. Empty for a
+    direction without a phrasing."""
+    pair = tuple(task.languages)
+    if pair not in TRANSLATE:
+        return [], 0
+    requests, too_long = [], 0
+    for doc in task.test_docs():
+        if len(requests) == per_direction:
+            break
+        request = f"{TRANSLATE[pair]}\n{doc[pair[0]]}"
+        prompt, _ = generator.chat_prompt([{"role": "user", "content": request}])
+        if not generator.fits(prompt):
+            too_long += 1
+            continue
+        requests.append((request, prompt, task.target_text(doc)))
+    return requests, too_long
+
+
 def translation_scores(generator, tasks, languages: list[str], sampling, per_direction: int) -> dict:  # noqa: ANN001
-    """Per direction ("en-fr") of the given translation tasks: the first `per_direction` test pairs whose
-    request fits the model's context (the others counted as `too_long`) asked in chat form, chrF of the
-    answers against the reference, and the share of answers in the target language (fidelity, judged as
+    """Per direction ("en-fr") of the given translation tasks: the requests of `translation_requests` answered,
+    chrF of the answers against the reference, and the share of answers in the target language (fidelity, judged as
     for conversations)."""
     results = {}
     for task in tasks:
-        pair = tuple(task.languages)
-        if pair not in TRANSLATE:
+        requests, too_long = translation_requests(generator, task, per_direction)
+        if not requests:
             continue
-        source, target = pair
-        predictions, references, too_long = [], [], 0
-        for doc in task.test_docs():
-            if len(predictions) == per_direction:
-                break
-            prompt, _ = generator.chat_prompt([{"role": "user", "content": f"{TRANSLATE[pair]}\n{doc[source]}"}])
-            if not generator.fits(prompt):
-                too_long += 1
-                continue
-            predictions.append("".join(generator.stream(prompt, sampling)).strip())
-            references.append(task.target_text(doc))
-        if predictions:
-            results[f"{source}-{target}"] = {"task": task.name, "asked_in": source, "examples": len(predictions), "too_long": too_long,
-                                             "chrf": bootstrap(chrf, predictions, references),
-                                             "fidelity": fidelity([(target, p) for p in predictions], languages)[target]}
+        source, target = task.languages
+        predictions = ["".join(generator.stream(prompt, sampling)).strip() for _, prompt, _ in requests]
+        references = [reference for _, _, reference in requests]
+        results[f"{source}-{target}"] = {"task": task.name, "asked_in": source, "examples": len(predictions), "too_long": too_long,
+                                         "chrf": bootstrap(chrf, predictions, references),
+                                         "fidelity": fidelity([(target, p) for p in predictions], languages)[target]}
     return results
 
 
@@ -144,8 +185,6 @@ def lm_eval_tasks(conversations: list[dict], folder: Path, per_language: int, ma
     user turn as the prompt, chrF against the reference answer), decoded as the evaluate stage decodes (greedy,
     the same repetition penalty and token limit, stopping at <|im_end|>); the first `per_language` single-turn
     conversations of each language. Returns the task files and how many dialogues were left out."""
-    from fournil.tokenizer import IM_END
-
     picked: dict[str, list[dict]] = defaultdict(list)
     left_out = 0
     for c in conversations:
@@ -155,17 +194,39 @@ def lm_eval_tasks(conversations: list[dict], folder: Path, per_language: int, ma
         elif len(picked[c["lang"]]) < per_language:
             system = messages[0]["content"] if messages[0]["role"] == "system" else ""
             picked[c["lang"]].append({"system": system, "prompt": messages[-2]["content"], "reference": messages[-1]["content"]})
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for lang, docs in sorted(picked.items()):
-        name = f"chat_heldout_{lang}"
-        (folder / f"{name}.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-        task = {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": f"{name}.jsonl"}}, "test_split": "test",
-                "output_type": "generate_until", "description": "{{system}}", "doc_to_text": "{{prompt}}", "doc_to_target": "{{reference}}",
-                "generation_kwargs": {"until": [IM_END], "do_sample": False, "repetition_penalty": repetition_penalty,
-                                      "max_gen_toks": max_new_tokens},
-                "metric_list": [{"metric": "chrf", "aggregation": "chrf", "higher_is_better": True}],
-                "metadata": {"version": 1, "languages": [lang]}}
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(task, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        files.append(folder / f"{name}.yaml")
+    files = [_lm_eval_task(folder, f"chat_heldout_{lang}", docs, [lang], max_new_tokens, repetition_penalty, "{{system}}")
+             for lang, docs in sorted(picked.items())]
     return files, left_out
+
+
+def translation_lm_eval_tasks(generator, tasks, folder: Path, per_direction: int, max_new_tokens: int,  # noqa: ANN001
+                              repetition_penalty: float = 1.1) -> list[Path]:
+    """One lm-eval task per direction of the given translation tasks (`chat_translation_<source>_<target>`): the requests
+    `translation_scores` asks, as one user turn each, decoded and scored by chrF as `lm_eval_tasks` does."""
+    files = []
+    for task in tasks:
+        requests, _ = translation_requests(generator, task, per_direction)
+        if requests:
+            docs = [{"prompt": request, "reference": reference} for request, _, reference in requests]
+            files.append(_lm_eval_task(folder, "chat_translation_" + "_".join(task.languages), docs, list(task.languages),
+                                       max_new_tokens, repetition_penalty))
+    return files
+
+
+def _lm_eval_task(folder: Path, name: str, docs: list[dict], languages: list[str], max_new_tokens: int, repetition_penalty: float,
+                  description: str | None = None) -> Path:
+    """NAME.jsonl and NAME.yaml in `folder`: a generate_until task over {prompt, reference} docs, greedy, stopping at
+    <|im_end|>, chrF against the reference."""
+    from fournil.tokenizer import IM_END
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    task = {"task": name, "dataset_path": "json", "dataset_kwargs": {"data_files": {"test": f"{name}.jsonl"}}, "test_split": "test",
+            "output_type": "generate_until", **({"description": description} if description is not None else {}),
+            "doc_to_text": "{{prompt}}", "doc_to_target": "{{reference}}",
+            "generation_kwargs": {"until": [IM_END], "do_sample": False, "repetition_penalty": repetition_penalty,
+                                  "max_gen_toks": max_new_tokens},
+            "metric_list": [{"metric": "chrf", "aggregation": "chrf", "higher_is_better": True}],
+            "metadata": {"version": 1, "languages": languages}}
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(task, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return folder / f"{name}.yaml"

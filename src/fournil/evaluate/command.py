@@ -2,7 +2,10 @@
 
 A model folder is a fournil checkpoint, a release folder or any transformers causal LM. Its held-out
 text comes from a run folder (`--run`: that run's held-out documents, and the unigram baseline when
-the model shares the run's tokenizer) or from files (`--text LANG=PATH`). Results go to `--out`.
+the model shares the run's tokenizer) or from files (`--text LANG=PATH`). A chat model (`--chat`, on by
+default as `is_chat_model` says) also gets the evaluate stage's chat scores: fidelity, chrF and ROUGE-L on
+`--run`'s held-out conversations or the shipped seed tasks, and the translation tasks asked in chat form.
+Results go to `--out`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from fournil.corpus.documents import read_documents
 from fournil.corpus.heldout import heldout_samples
 from fournil.errors import FournilError
 from fournil.evaluate.config import EvaluateConfig
-from fournil.evaluate.models import find_tokenizer_dir, open_model
+from fournil.evaluate.models import find_tokenizer_dir, is_transformers_folder, open_model
 from fournil.evaluate.report import markdown
 from fournil.evaluate.stage import select_tasks
 from fournil.evaluate.suite import language_scores, task_scores
@@ -87,10 +90,60 @@ def _progress(model_dir: Path) -> tuple[int | None, int | None]:
     return None, None
 
 
+def _card(model_dir: Path) -> dict:
+    """The YAML front matter of the folder's model card (README.md), {} when it has none."""
+    import yaml
+
+    path = model_dir / "README.md"
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    if not text.startswith("---\n") or "\n---" not in text[4:]:
+        return {}
+    try:
+        front = yaml.safe_load(text[4:text.index("\n---", 4)])
+    except yaml.YAMLError:
+        return {}
+    return front if isinstance(front, dict) else {}
+
+
+def is_chat_model(model_dir: Path, tokenizer_dir: Path) -> bool:
+    """The default of --chat: a folder whose tokenizer_config.json has a chat_template, except a fournil base model.
+    Every fournil tokenizer carries the same ChatML template and every export stops at <|im_end|>, base models' included,
+    so for a fournil model (fournil's template, or a card tagged `fournil`) only these tell: its card has the
+    `conversational` tag (the release of a tuned run does), or it is a checkpoint in an sft stage folder."""
+    from fournil.tokenizer.chat import CHAT_TEMPLATE
+
+    settings = tokenizer_dir / "tokenizer_config.json"
+    try:
+        template = json.loads(settings.read_text(encoding="utf-8")).get("chat_template")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+    tags = _card(model_dir).get("tags") or []
+    if not template or "conversational" in tags:
+        return bool(template)
+    if template != CHAT_TEMPLATE and "fournil" not in tags:
+        return True  # another model's own chat template
+    return not is_transformers_folder(model_dir) and \
+        any(parent.name == "sft" and (parent / "manifest.json").is_file() for parent in model_dir.resolve().parents[:3])
+
+
+def _chat(model_dir: Path, tok_dir: Path, run_dir: Path | None, languages: list[str], tasks: list, config: EvaluateConfig,
+          device: str, log) -> dict:
+    """The stage's chat scores for a model folder: on the run's held-out conversations when --run has them, else on
+    the shipped seed tasks of its languages."""
+    from fournil.evaluate.chat import evaluate_chat, read_heldout, seed_conversations
+    from fournil.model.generate import Generator
+
+    heldout = run_dir / "sft" / "heldout.jsonl" if run_dir is not None else None
+    conversations = read_heldout(heldout) if heldout is not None and heldout.is_file() else seed_conversations(languages)
+    log(f"[evaluate] chat: answering {'held-out conversations of ' + str(run_dir) if heldout and heldout.is_file() else 'the shipped seed tasks'}")
+    return evaluate_chat(Generator(model_dir, tok_dir, device), conversations, tasks, languages, config, log)
+
+
 def evaluate_folder(model_dir: Path, out: Path, config: EvaluateConfig, run_dir: Path | None = None,
                     text_specs: list[str] | None = None, tasks: list[str] | None = None,
-                    tokenizer_dir: Path | None = None, device: str = "cpu", log=print) -> dict:
-    """Evaluate one model folder; write out/results.json and results.md; return the results."""
+                    tokenizer_dir: Path | None = None, device: str = "cpu", log=print, chat: bool | None = None) -> dict:
+    """Evaluate one model folder; write out/results.json and results.md; return the results. A chat model's
+    languages, without held-out text, are its card's (`language:`) or those of the given tasks."""
     texts = read_texts(text_specs or [])
     if run_dir is not None:
         corpus = run_dir / "corpus"
@@ -101,19 +154,24 @@ def evaluate_folder(model_dir: Path, out: Path, config: EvaluateConfig, run_dir:
             texts.setdefault(lang, []).extend(docs)
     texts = {lang: docs[:config.max_docs_per_language] for lang, docs in texts.items()}
     tok_dir = find_tokenizer_dir(Path(model_dir), tokenizer_dir or (run_dir / "tokenizer" if run_dir else None))
+    chat = is_chat_model(Path(model_dir), tok_dir) if chat is None else chat
     s = open_model(Path(model_dir), tok_dir, device)
     unigrams = _run_unigrams(run_dir, tok_dir, texts, s.tokenizer) if run_dir is not None else {}
+    card_languages = [str(lang) for lang in _card(Path(model_dir)).get("language") or []] if chat and not texts else []
     if tasks is None:  # the recipe defaults: shipped tasks in the languages of the text
-        chosen = select_tasks(config.tasks, sorted(texts), Path.cwd(), log)
+        chosen = select_tasks(config.tasks, sorted(texts) or card_languages, Path.cwd(), log)
     else:
         chosen = [load_task(spec, Path.cwd()) for spec in tasks]
-    if not texts and not chosen:
+    languages = sorted(texts) or card_languages or sorted({lang for task in chosen for lang in task.languages})
+    if not texts and not chosen and not (chat and languages):
         raise FournilError("nothing to evaluate: give held-out text (--run RUN_DIR or --text LANG=PATH) or --tasks")
     step, tokens = _progress(Path(model_dir))
     results = {"model": str(model_dir), "kind": s.kind, "languages": sorted(texts),
                "checkpoints": [{"name": Path(model_dir).name, "step": step, "tokens_seen": tokens,
                                 "per_language": language_scores(s, texts, unigrams, config),
                                 "tasks": task_scores(s, chosen, config, log)}]}
+    if chat:
+        results["chat"] = _chat(Path(model_dir), tok_dir, run_dir, languages, chosen, config, device, log)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
     (out / "results.md").write_text(markdown(results), encoding="utf-8")
@@ -130,18 +188,32 @@ def harness_backend(harness: str | None) -> str | None:
     return model or "hf"
 
 
-def chat_heldout_tasks(tasks: list[str], run_dir: Path, config: EvaluateConfig, out: Path, tuned: bool) -> list[str]:
-    """`chat_heldout` among --tasks becomes the sft stage's held-out conversations as lm-eval tasks, one per language
-    (written to OUT/chat_heldout/), prompted and decoded as the evaluate stage's chat scores are."""
-    if "chat_heldout" not in tasks:
+CHAT_TASKS = ("chat_heldout", "chat_translation")
+
+
+def chat_tasks(tasks: list[str], recipe, run_dir: Path, out: Path, tuned: bool) -> list[str]:  # noqa: ANN001
+    """`chat_heldout` and `chat_translation` among --tasks become lm-eval task files in OUT/<name>/, prompted and decoded
+    as the evaluate stage's chat scores are: the sft stage's held-out conversations, one task per language, and the
+    recipe's shipped translation tasks asked in chat form, one per direction."""
+    asked = [name for name in CHAT_TASKS if name in tasks]
+    if not asked:
         return tasks
     if not tuned:
-        raise FournilError(f"--tasks chat_heldout: {run_dir} has no tuned chat model; give the recipe an sft: section and run it")
-    from fournil.evaluate.chat import lm_eval_tasks, read_heldout
+        raise FournilError(f"--tasks {asked[0]}: {run_dir} has no tuned chat model; give the recipe an sft: section and run it")
+    from fournil.evaluate.chat import lm_eval_tasks, read_heldout, translation_lm_eval_tasks
+    from fournil.model.generate import Generator
 
-    files, _ = lm_eval_tasks(read_heldout(run_dir / "sft" / "heldout.jsonl"), out / "chat_heldout", config.max_examples or 100,
-                             config.max_new_tokens)
-    return [t for spec in tasks for t in ([str(f) for f in files] if spec == "chat_heldout" else [spec])]
+    config = recipe.evaluate
+    files: dict[str, list[Path]] = {}
+    if "chat_heldout" in asked:
+        files["chat_heldout"], _ = lm_eval_tasks(read_heldout(run_dir / "sft" / "heldout.jsonl"), out / "chat_heldout",
+                                                 config.max_examples or 100, config.max_new_tokens)
+    if "chat_translation" in asked:  # which requests fit the context is the model's tokenizer's and context's call
+        generator = Generator(run_dir / "sft" / "final", run_dir / "tokenizer", "cpu")
+        files["chat_translation"] = translation_lm_eval_tasks(
+            generator, select_tasks(config.tasks, list(recipe.languages), recipe.base_dir, lambda *_: None), out / "chat_translation",
+            config.max_examples or 100, config.max_new_tokens)
+    return [t for spec in tasks for t in ([str(f) for f in files[spec]] if spec in files else [spec])]
 
 
 def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_dir: Path | None, text_specs: list[str],
@@ -168,7 +240,7 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
             tuned = (folder / "sft" / "manifest.json").is_file() and \
                 bool((read_manifest(folder / "sft").get("figures") or {}).get("instruction_tuned"))
             out = out or folder / "harness"
-            task_list = chat_heldout_tasks(task_list or [], folder, recipe.evaluate, out, tuned)
+            task_list = chat_tasks(task_list or [], recipe, folder, out, tuned)
             run_harness(folder / ("sft" if tuned else "train") / "final", task_list or [], out, tokenizer_dir or folder / "tokenizer",
                         recipe.evaluate.num_fewshot, recipe.evaluate.max_examples, recipe.evaluate.batch_size, device, backend, dtype,
                         chat=tuned if chat is None else chat)
@@ -182,8 +254,10 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
     if harness:
         from fournil.evaluate.harness import run_harness
 
+        if chat is None:
+            chat = is_chat_model(target, find_tokenizer_dir(target, tokenizer_dir))
         run_harness(target, task_list or [], out, tokenizer_dir, config.num_fewshot, config.max_examples, config.batch_size, device,
-                    backend, dtype, chat=bool(chat))
+                    backend, dtype, chat=chat)
     else:
-        evaluate_folder(target, out, config, run_dir, text_specs, task_list, tokenizer_dir, device)
+        evaluate_folder(target, out, config, run_dir, text_specs, task_list, tokenizer_dir, device, chat=chat)
     return out

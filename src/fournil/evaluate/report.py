@@ -1,4 +1,4 @@
-"""results.md: the results as markdown tables (per language, per task, per checkpoint, memorisation)."""
+"""results.md: the results as markdown tables (per language, per task, per checkpoint, chat, memorisation)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def markdown(results: dict[str, Any]) -> str:
                         [[c["name"], c.get("tokens_seen"), *[c["per_language"][lang].get("bits_per_byte") for lang in langs],
                           *[c.get("tasks", {}).get(n, {}).get("metrics", {}).get(m, {}).get("value") for n, m in tasks]]
                          for c in checkpoints])
+    lines += _chat(results.get("chat"))
     memo = results.get("memorisation")
     if memo:
         lines += ["## Memorisation of canaries", "",
@@ -63,3 +64,20 @@ def markdown(results: dict[str, Any]) -> str:
                         [[r, g["canaries"], g["extracted"], g["extraction_rate"], g["suffix_token_accuracy"], g["loss_ratio"]]
                          for r, g in memo["by_repeats"].items()])
     return "\n".join(lines)
+
+
+def _chat(chat: dict | None) -> list[str]:
+    """The chat scores: per prompt language, then the translation tasks asked in chat form."""
+    if not chat:
+        return []
+    lines = ["## Chat", "", "Fidelity: the share of judged answers in the language of the prompt (fournil's language ID, line by line).", ""]
+    lines += _table(["language", "conversations", "chrF", "ROUGE-L", "fidelity", "judged", "unjudged"],
+                    [[lang, r["conversations"], r["chrf"]["value"], r["rougeL"]["value"], (r.get("fidelity") or {}).get("pass_rate"),
+                      (r.get("fidelity") or {}).get("judged"), (r.get("fidelity") or {}).get("unjudged")]
+                     for lang, r in chat["per_language"].items()])
+    if chat.get("translation"):
+        lines += ["Translation asked in chat form:", ""]
+        lines += _table(["direction", "asked in", "examples", "chrF", "stderr", "in the target language", "too long"],
+                        [[d, r["asked_in"], r["examples"], r["chrf"]["value"], r["chrf"].get("stderr"), r["fidelity"]["pass_rate"],
+                          r["too_long"]] for d, r in chat["translation"].items()])
+    return lines

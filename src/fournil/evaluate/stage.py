@@ -148,18 +148,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
 def _chat(ctx: StageContext, config: EvaluateConfig, tokenizer_dir: Path, languages: list[str], tasks: list) -> dict:
     """The tuned model answering the sft stage's held-out conversations, scored per language, and the
     recipe's shipped translation tasks asked in chat form."""
-    from fournil.evaluate.chat import chat_scores, read_heldout, translation_scores
-    from fournil.model.generate import Generator, Sampling
+    from fournil.evaluate.chat import evaluate_chat, read_heldout
+    from fournil.model.generate import Generator
 
     ctx.log("[evaluate] chat: answering held-out conversations")
     generator = Generator(ctx.input("sft") / "final", tokenizer_dir, config.device)
-    sampling = Sampling(max_new_tokens=config.max_new_tokens, repetition_penalty=1.1)  # greedy, deterministic
-    scores = chat_scores(generator, read_heldout(ctx.input("sft") / "heldout.jsonl"), languages, sampling, config.max_examples or 100)
-    scores["translation"] = translation_scores(generator, tasks, languages, sampling, config.max_examples or 100)
-    for direction, row in scores["translation"].items():
-        ctx.log(f"[evaluate] chat translation {direction}: chrF {row['chrf']['value']:.4g} (n={row['examples']}), "
-                f"in the target language {row['fidelity']['pass_rate']}")
-    return scores
+    return evaluate_chat(generator, read_heldout(ctx.input("sft") / "heldout.jsonl"), tasks, languages, config, ctx.log)
 
 
 def figures(results: dict[str, Any]) -> dict[str, Any]:

@@ -83,7 +83,8 @@ def metadata(facts: dict) -> dict:
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
         "tags": list(dict.fromkeys(["fournil", "llama", "text-generation",
-                                    *(["multilingual"] if len(facts["languages"]) > 1 else []), *release["tags"]])),
+                                    *(["multilingual"] if len(facts["languages"]) > 1 else []),
+                                    *(["conversational"] if facts["train"]["instruction_tuned"] else []), *release["tags"]])),
     }
     if release["datasets"]:
         meta["datasets"] = release["datasets"]
