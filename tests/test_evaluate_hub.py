@@ -185,3 +185,32 @@ def test_chat_prompts_need_a_chat_template(tmp_path):
     save_model(Llama(dataclasses.replace(PRESETS["tiny"], vocab_size=300)), tmp_path / "model")
     with pytest.raises(FournilError, match="has no chat_template, which --chat needs"):
         run_harness(tmp_path / "model", ["xnli_fr"], tmp_path / "out", tmp_path / "tokenizer", chat=True)
+
+
+def test_which_folders_are_chat_models(tmp_path):
+    """--chat's default: a chat template of the model's own, or fournil's template with a card tagged conversational or in an
+    sft stage folder; fournil's template alone is every fournil base model's."""
+    from fournil.evaluate.command import is_chat_model, main
+    from fournil.tokenizer.chat import CHAT_TEMPLATE
+
+    def folder(name, template, tags=None, architectures=True):
+        path = tmp_path / name
+        path.mkdir(parents=True)
+        (path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]} if architectures else {"dim": 8}))
+        (path / "tokenizer_config.json").write_text(json.dumps({"chat_template": template} if template else {}))
+        if tags is not None:
+            (path / "README.md").write_text("---\n" + json.dumps({"language": ["fr"], "tags": tags}) + "\n---\n# card\n")
+        return path
+
+    verdicts = {name: is_chat_model(path, path) for name, path in [
+        ("foreign chat", folder("a", "{{ messages }}")), ("no template", folder("b", None)),
+        ("fournil export", folder("c", CHAT_TEMPLATE)), ("fournil base release", folder("d", CHAT_TEMPLATE, ["fournil", "llama"])),
+        ("fournil chat release", folder("e", CHAT_TEMPLATE, ["fournil", "conversational"])),
+        ("train/final", folder("run/train/final", CHAT_TEMPLATE, architectures=False))]}
+    (tmp_path / "run" / "sft").mkdir()
+    (tmp_path / "run" / "sft" / "manifest.json").write_text("{}")
+    verdicts["sft/final"] = is_chat_model(folder("run/sft/final", CHAT_TEMPLATE, architectures=False), tmp_path / "run" / "sft" / "final")
+    assert verdicts == {"foreign chat": True, "no template": False, "fournil export": False, "fournil base release": False,
+                        "fournil chat release": True, "train/final": False, "sft/final": True}
+    with pytest.raises(FournilError, match="--tasks chat_translation: give the recipe, not a model folder"):
+        main(tmp_path / "e", [], tmp_path, False, None, [], "chat_translation", "lm-eval", tmp_path / "out", None, "cpu")

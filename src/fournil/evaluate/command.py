@@ -254,6 +254,10 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
     if harness:
         from fournil.evaluate.harness import run_harness
 
+        asked = [name for name in CHAT_TASKS if name in (task_list or [])]
+        if asked:
+            raise FournilError(f"--tasks {asked[0]}: give the recipe, not a model folder (the task is written from its run); "
+                               f"without --harness, `fournil evaluate {target}` scores a chat model folder in chat form")
         if chat is None:
             chat = is_chat_model(target, find_tokenizer_dir(target, tokenizer_dir))
         run_harness(target, task_list or [], out, tokenizer_dir, config.num_fewshot, config.max_examples, config.batch_size, device,
