@@ -79,7 +79,8 @@ def test_card_figures_equal_the_manifests(released):
     for (lang, source), (category, tokens, _) in SHARDS.items():
         if (lang, category) != ("fr", "docs"):  # one source per (language, category) in the fixture
             assert f"| {lang} | {category} | {num(tokens)} |" in card
-    assert _row(card, "optimizer", "| figure | value")[1] == "AdamW (β 0.9/0.95), weight decay 0.1"  # the recipe's defaults
+    assert _row(card, "optimizer", "| figure | value")[1] == ("Muon (Newton–Schulz-orthogonalised momentum) for the blocks' matrices, "
+                                                             "AdamW (β 0.9/0.95) for embeddings, head and norms, weight decay 0.1")  # the defaults
     assert _row(card, "learning rate", "| figure | value")[1] == "0.003 peak, 100 warmup steps, cosine to 10.0% of the peak"
     assert _row(card, "tokens a step", "| figure | value")[1] == "65,536"
     assert _row(card, "steps", "| figure | value")[1] == num(TRAIN["steps"])
@@ -99,12 +100,11 @@ def test_card_figures_equal_the_manifests(released):
 
 def test_card_states_the_recipes_optimizer_and_schedule(tmp_path, monkeypatch):
     install_fake_hf(monkeypatch)
-    train = {"optimizer": "muon", "lr": 0.02, "schedule": "wsd", "decay_fraction": 0.25, "warmup_steps": 30, "weight_decay": 0.05}
+    train = {"optimizer": "adamw", "lr": 0.02, "schedule": "wsd", "decay_fraction": 0.25, "warmup_steps": 30, "weight_decay": 0.05}
     ctx = context(make_run(tmp_path / "run"), train=train)
     run(ctx)
     card = (ctx.out / "README.md").read_text()
-    assert _row(card, "optimizer", "| figure | value")[1] == ("Muon (Newton–Schulz-orthogonalised momentum) for the blocks' matrices, "
-                                                             "AdamW (β 0.9/0.95) for embeddings, head and norms, weight decay 0.05")
+    assert _row(card, "optimizer", "| figure | value")[1] == "AdamW (β 0.9/0.95), weight decay 0.05"
     assert _row(card, "learning rate", "| figure | value")[1] == ("0.02 peak, 30 warmup steps, constant, then linear decay over the "
                                                                  "last 25.0% of the steps to 10.0% of the peak")
 

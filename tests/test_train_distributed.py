@@ -72,17 +72,18 @@ def test_two_processes_match_one_with_the_same_global_batch_and_resume_across_pr
     assert losses(back) == pytest.approx(expected, rel=1e-5)
 
 
-def test_muon_under_ddp_and_fsdp2_trains_like_one_process(tmp_path):
-    """Muon's step on FSDP2 gathers each sharded matrix for Newton–Schulz and keeps its shard."""
+def test_adamw_under_ddp_and_fsdp2_trains_like_one_process(tmp_path):
+    """The test above runs the default, Muon (whose step on FSDP2 gathers each sharded matrix for
+    Newton–Schulz and keeps its shard); AdamW, the reference recipes' optimiser, holds as well."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        make_trainer(tmp_path / "single", config(max_steps=STEPS, log_every=1, optimizer="muon")).train()
+        make_trainer(tmp_path / "single", config(max_steps=STEPS, log_every=1, optimizer="adamw")).train()
     finally:
         torch.set_num_threads(threads)
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                              str(HELPER), str(tmp_path / "multi"), str(STEPS), "--parallelism", "ddp,fsdp",
-                             "--optimizer", "muon"], capture_output=True, text=True, timeout=300)
+                             "--optimizer", "adamw"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = losses(tmp_path / "single")
     for mode in ("ddp", "fsdp"):

@@ -32,7 +32,7 @@ def test_every_parameter_is_in_exactly_one_group_and_muon_holds_the_blocks_matri
     decayed, plain = adamw.param_groups
     assert {names[id(p)] for p in decayed["params"]} == {"embed.weight", "lm_head.weight"} and decayed["weight_decay"] == 0.1
     assert all(p.dim() == 1 for p in plain["params"]) and plain["weight_decay"] == 0.0
-    (alone,) = build_optimizers(model, config())  # adamw: one optimiser for everything
+    (alone,) = build_optimizers(model, config(optimizer="adamw"))  # one optimiser for everything
     assert sum(len(g["params"]) for g in alone.param_groups) == len(list(model.parameters()))
 
 
@@ -67,7 +67,7 @@ def test_a_model_with_zero_initialised_output_projections_learns_under_muon(tmp_
 
 
 def test_a_checkpoint_of_one_optimizer_is_refused_by_another(tmp_path):
-    make_trainer(tmp_path, config(max_steps=10)).train()
+    make_trainer(tmp_path, config(optimizer="adamw", max_steps=10)).train()
     with pytest.raises(FournilError, match=r"written with train.optimizer = adamw, whose state does not fit muon's; "
                                            r"resume with train.optimizer: adamw, or start afresh with --force"):
         make_trainer(tmp_path, config(optimizer="muon", max_steps=20)).train()

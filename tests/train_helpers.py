@@ -8,7 +8,7 @@ token POISON; `poisoned_model` multiplies the loss of a batch holding it, to inj
 
 Run as a script (alone, or under torchrun) it trains and exits:
     python tests/train_helpers.py OUT MAX_STEPS [--parallelism ddp,fsdp,fsdp-compiled] [--checkpoint-every N] [--codecarbon-country FRA]
-                                  [--optimizer muon]
+                                  [--optimizer adamw]
 With several parallelisms, each trains from scratch into OUT/<parallelism>/; `-compiled` applies
 torch.compile first, as the train stage does.
 """
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--parallelism", default="ddp")
     parser.add_argument("--checkpoint-every", type=int, default=10)
     parser.add_argument("--codecarbon-country", default=None, help="also run codecarbon's tracker on every rank")
-    parser.add_argument("--optimizer", default="adamw")
+    parser.add_argument("--optimizer", default=TrainConfig.model_fields["optimizer"].default)
     args = parser.parse_args()
     torch.set_num_threads(1)
     topology = setup("cpu")

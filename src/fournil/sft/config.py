@@ -34,6 +34,7 @@ class SftConfig(TrainConfig):
     max_steps: int | None = Field(None, ge=1, description="optimiser steps; default: what `epochs` takes")
     heldout_fraction: float = Field(0.1, ge=0, lt=1, description="conversations kept out of training, for chat evaluation")
     lr: float = Field(3e-4, gt=0, description="peak learning rate")
+    optimizer: Literal["adamw", "muon"] = Field("adamw", description="adamw everywhere (tuning with Muon is not measured here), or muon for the blocks' matrices")
     warmup_steps: int = Field(10, ge=0)
     global_batch_tokens: int = Field(8192, ge=1, description="tokens per optimiser step, padding included")
     checkpoint_every: int = Field(50, ge=1)

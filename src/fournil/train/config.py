@@ -17,7 +17,7 @@ class TrainConfig(Section):
     warmup_steps: int = Field(100, ge=0)
     schedule: Literal["cosine", "wsd"] = Field("cosine", description="cosine decay, or warmup-stable-decay (extendable: only the last decay_fraction decays)")
     decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of max_steps spent in the final linear decay")
-    optimizer: Literal["adamw", "muon"] = Field("adamw", description="adamw everywhere, or muon for the blocks' matrices (Newton–Schulz-orthogonalised momentum, at train.lr by Moonshot's RMS-matching rule) with adamw for embeddings, head and norms")
+    optimizer: Literal["adamw", "muon"] = Field("muon", description="muon for the blocks' matrices (Newton–Schulz-orthogonalised momentum, at train.lr by Moonshot's RMS-matching rule) with adamw for embeddings, head and norms; or adamw everywhere (the reference recipes, as their papers)")
     muon_momentum: float = Field(0.95, ge=0, lt=1, description="muon: momentum of its (Nesterov) buffer")
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.95, ge=0, lt=1)
