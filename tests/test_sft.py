@@ -227,7 +227,10 @@ def test_a_crashed_sft_resumes_to_the_same_weights(tmp_path):
 def test_fidelity_leaves_out_requests_to_answer_in_another_language():
     from fournil.evaluate.chat import chat_scores
 
-    class Echo:  # answers every prompt in English
+    class Echo:  # answers every prompt in English; a prompt of 40 characters or more is too long for it
+        def fits(self, prompt):
+            return len(prompt) < 40
+
         def chat_prompt(self, messages):
             return messages[-1]["content"], ()
 
@@ -238,8 +241,10 @@ def test_fidelity_leaves_out_requests_to_answer_in_another_language():
                                          {"role": "assistant", "content": "Je vais très bien, merci beaucoup de le demander."}]},
              {"lang": "fr", "messages": [{"role": "user", "content": "Traduis en anglais :\nJe suis content."},
                                          {"role": "assistant", "content": "I am happy to see you today, my friend."}]}]
-    scores = chat_scores(Echo(), asked, ["fr", "en"], None, 10)["per_language"]["fr"]
-    assert scores["conversations"] == 2 and scores["fidelity"]["judged"] == 1 and scores["fidelity"]["pass_rate"] == 0.0
+    long = {"lang": "fr", "messages": [{"role": "user", "content": "Raconte-moi une longue histoire, avec des détails."}, {"role": "assistant", "content": "Non."}]}
+    scores = chat_scores(Echo(), [asked[0], long, asked[1]], ["fr", "en"], None, 10)["per_language"]["fr"]
+    assert scores["conversations"] == 2 and scores["too_long"] == 1
+    assert scores["fidelity"]["judged"] == 1 and scores["fidelity"]["pass_rate"] == 0.0
 
 
 def test_translation_tasks_asked_in_chat_form():

@@ -76,18 +76,23 @@ def read_heldout(path: Path) -> list[dict]:
 def chat_scores(generator, conversations: list[dict], languages: list[str], sampling, per_language: int) -> dict:  # noqa: ANN001
     """Answer up to `per_language` held-out prompts per language (each conversation up to its last
     assistant turn) and score the answers: chrF and ROUGE-L against the reference, and fidelity on
-    the conversations whose reference answers in the prompt's language."""
-    picked: dict[str, list[dict]] = defaultdict(list)
+    the conversations whose reference answers in the prompt's language. A prompt longer than the model's
+    context is passed over and counted (`too_long`; the sft stage's held-out conversations all fit)."""
+    picked: dict[str, list[tuple[dict, int, str]]] = defaultdict(list)
+    too_long: dict[str, int] = defaultdict(int)
     for c in conversations:
         if len(picked[c["lang"]]) < per_language:
-            picked[c["lang"]].append(c)
+            last = max(i for i, m in enumerate(c["messages"]) if m["role"] == "assistant")
+            prompt, _ = generator.chat_prompt(c["messages"][:last])
+            if generator.fits(prompt):
+                picked[c["lang"]].append((c, last, prompt))
+            else:
+                too_long[c["lang"]] += 1
     identifier = make_identifier(tuple(sorted(set(JUDGED_LANGUAGES) | set(languages))), "py3langid", None)
     results, answers, examples = {}, [], []
     for lang, items in sorted(picked.items()):
         predictions, references = [], []
-        for c in items:
-            last = max(i for i, m in enumerate(c["messages"]) if m["role"] == "assistant")
-            prompt, _ = generator.chat_prompt(c["messages"][:last])
+        for c, last, prompt in items:
             answer = "".join(generator.stream(prompt, sampling)).strip()
             predictions.append(answer)
             references.append(c["messages"][last]["content"])
@@ -96,7 +101,7 @@ def chat_scores(generator, conversations: list[dict], languages: list[str], samp
             if len(examples) < 2 * len(picked):
                 examples.append({"lang": lang, "prompt": c["messages"][last - 1]["content"], "answer": answer,
                                  "reference": references[-1]})
-        results[lang] = {"conversations": len(items), "chrf": bootstrap(chrf, predictions, references),
+        results[lang] = {"conversations": len(items), "too_long": too_long[lang], "chrf": bootstrap(chrf, predictions, references),
                          "rougeL": mean_stderr([rouge_l(p, r) for p, r in zip(predictions, references)])}
     for lang, row in fidelity(answers, languages).items():
         results[lang]["fidelity"] = row  # a language with no such conversation has no fidelity
