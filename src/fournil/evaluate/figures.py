@@ -77,6 +77,7 @@ class Fidelity(Figures):
 
 class ChatScores(Figures):
     conversations: int | None = None
+    too_long: int | None = None  # prompts passed over: longer than the model's context
     chrf: dict[str, Any] | None = None  # {value, stderr, examples}
     rougeL: dict[str, Any] | None = None
     fidelity: Fidelity | None = None
