@@ -18,9 +18,10 @@ optimiser step's share of the CPU time. CPU time, not wall time, because the mac
 other work slows the wall clock of both sides, not their CPU seconds. `--jobs` runs the seeds and
 sides side by side in separate processes (each with its own CPU clock), `--fournil-set` changes
 fournil's side alone (a larger batch with fewer steps at equal tokens, to amortise Muon's step).
-`--fournil-only` trains fournil's side alone, for an ablation of fournil's recipe: the standard side is
-deterministic (same seeds, same shards, same bits per byte on 1 thread), so its final bits per byte from
-an earlier run, given as `--standard-bpb LANG=VALUE`, stand in for it and the ratios are printed to them.
+`--fournil-only` trains fournil's side alone, for an ablation of fournil's recipe, compared with another
+`--fournil-only` run; the standard side does not change between them (same seeds and shards), so its final
+bits per byte from an earlier run at the same code, tokenizer and held-out text, given as
+`--standard-bpb LANG=VALUE`, can stand in for it, and the ratios are printed to them.
 
     fournil run recipes/demo.yaml --until mixture        # the token shards and held-out text
     python benchmarks/quality.py recipes/demo.yaml --set train.optimizer=muon --steps 60 --set train.warmup_steps=6 --threads 1 --jobs 6
