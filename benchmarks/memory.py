@@ -18,7 +18,8 @@ import torch
 
 from fournil import plan
 from fournil.model.llama import Llama
-from fournil.model.presets import PRESETS, count_params
+from fournil.model.presets import PRESETS
+from fournil.train.config import TrainConfig
 from fournil.train.distributed import compile_model
 from fournil.train.memory import activation_bytes
 
@@ -71,10 +72,8 @@ def main() -> None:
             formula = plan.activations_per_token(config, compiled)
             print(f"{name:<16} {'compiled' if compiled else 'eager':<9} {counted:>16,.0f} {formula:>16,.0f} {formula / counted:>16.3f}")
         if device == "cuda":
-            params = count_params(config)
-            tokens = args.rows * args.seq_len
-            expected = (16 * params + 2 * params + tokens * plan.activations_per_token(config, True)
-                        + plan.CE_CHUNK_BYTES + 4.0 * config.vocab_size * config.dim)
+            train = TrainConfig(optimizer="adamw", compile="on", micro_batch_size=args.rows)
+            expected = plan.training_bytes(config, train, 1)["total"] - plan.CUDA_OVERHEAD_BYTES
             peak = cuda_peak(config, args.rows, args.seq_len)
             print(f"{name:<16} CUDA step: allocator peak {peak / 1e9:.2f} GB, formula without the CUDA context "
                   f"{expected / 1e9:.2f} GB, formula / peak {expected / peak:.3f}")

@@ -129,8 +129,11 @@ def memory_per_gpu(recipe: Recipe, gpus: int) -> dict[str, float]:
     by FSDP; AdamW keeps two moments a parameter, Muon one momentum for each matrix it holds), autocast's
     bf16 copies of the weights, the activations of one micro-batch (fewer with activation checkpointing),
     the head's gradient buffers and the CUDA overhead."""
-    config = model_config(recipe.model, recipe.tokenizer.vocab_size)
-    train = recipe.train
+    return training_bytes(model_config(recipe.model, recipe.tokenizer.vocab_size), recipe.train, gpus)
+
+
+def training_bytes(config, train, gpus: int) -> dict[str, float]:  # noqa: ANN001
+    """memory_per_gpu for a model shape and a `train:` section (what benchmarks/memory.py checks)."""
     params = count_params(config)
     states = 16.0 * params  # 4 bytes each: weights, gradients, Adam's two moments
     if train.optimizer == "muon":
