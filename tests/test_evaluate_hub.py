@@ -168,6 +168,38 @@ def test_translation_in_chat_form_scores_alike_through_lm_eval(baked, tmp_path):
     assert len(prompts) == per_direction and all(p.startswith("Traduis en anglais :\n") for p in prompts)
 
 
+def test_a_chat_model_folder_scores_alike_through_lm_eval_without_its_run(baked, tmp_path):
+    """The baked run's release folder alone (no run): `fournil evaluate FOLDER --harness lm-eval --tasks
+    chat_heldout,chat_translation` asks the shipped seed tasks and translation tasks of the languages its card names,
+    and gets the answers and chrF of the evaluate stage's own chat scoring of the same prompts."""
+    pytest.importorskip("lm_eval")
+    import shutil
+
+    from fournil.evaluate.chat import chat_scores, seed_conversations, translation_scores
+    from fournil.evaluate.command import main
+    from fournil.evaluate.tasks import load_task
+    from fournil.model.generate import Generator, Sampling
+
+    folder = shutil.copytree(baked / "release", tmp_path / "chat-model", ignore=shutil.ignore_patterns("*.gguf"))
+    per_language, new_tokens = 2, 12
+    out = main(folder, [f"evaluate.max_examples={per_language}", f"evaluate.max_new_tokens={new_tokens}"], tmp_path, False,
+               None, [], "chat_heldout,chat_translation", "lm-eval", tmp_path / "harness", None, "cpu")
+    summary = json.loads((out / "harness.json").read_text())
+    assert summary["chat_template"] is True
+    assert sorted(summary["results"]) == ["chat_heldout_en", "chat_heldout_fr", "chat_translation_en_fr", "chat_translation_fr_en"]
+    generator, sampling = Generator(folder, device="cpu"), Sampling(max_new_tokens=new_tokens, repetition_penalty=1.1)
+    ours = chat_scores(generator, seed_conversations(["en", "fr"]), ["en", "fr"], sampling, per_language)
+    for lang in ("en", "fr"):
+        task = f"chat_heldout_{lang}"
+        assert summary["n-samples"][task]["effective"] == ours["per_language"][lang]["conversations"] == per_language
+        assert summary["results"][task]["chrf,none"] == pytest.approx(ours["per_language"][lang]["chrf"]["value"])
+    translations = translation_scores(generator, [load_task(f"translation_{d}", Path.cwd()) for d in ("en_fr", "fr_en")],
+                                      ["en", "fr"], sampling, per_language)
+    for direction in ("en-fr", "fr-en"):
+        task = "chat_translation_" + direction.replace("-", "_")
+        assert summary["results"][task]["chrf,none"] == pytest.approx(translations[direction]["chrf"]["value"])
+
+
 def test_chat_prompts_need_a_chat_template(tmp_path):
     pytest.importorskip("lm_eval")
     import dataclasses
@@ -212,5 +244,5 @@ def test_which_folders_are_chat_models(tmp_path):
     verdicts["sft/final"] = is_chat_model(folder("run/sft/final", CHAT_TEMPLATE, architectures=False), tmp_path / "run" / "sft" / "final")
     assert verdicts == {"foreign chat": True, "no template": False, "fournil export": False, "fournil base release": False,
                         "fournil chat release": True, "train/final": False, "sft/final": True}
-    with pytest.raises(FournilError, match="--tasks chat_translation: give the recipe, not a model folder"):
-        main(tmp_path / "e", [], tmp_path, False, None, [], "chat_translation", "lm-eval", tmp_path / "out", None, "cpu")
+    with pytest.raises(FournilError, match=r"--tasks chat_translation: .*/b names no languages; give --run RUN_DIR"):
+        main(tmp_path / "b", [], tmp_path, False, None, [], "chat_translation", "lm-eval", tmp_path / "out", None, "cpu")

@@ -373,7 +373,7 @@ def evaluate(
     set_: SetOpt = None, runs_dir: RunsOpt = Path("runs"), force: ForceOpt = False,
     run: Annotated[Path | None, typer.Option(help="model folder: score the held-out documents of this run folder")] = None,
     text: Annotated[list[str] | None, typer.Option(help="model folder: LANG=PATH held-out text (.txt, .jsonl[.zst]); repeatable")] = None,
-    tasks: Annotated[str | None, typer.Option(help="comma-separated tasks: shipped names or task YAML paths (lm-eval names with --harness; chat_heldout, chat_translation with a recipe)")] = None,
+    tasks: Annotated[str | None, typer.Option(help="comma-separated tasks: shipped names or task YAML paths (lm-eval names with --harness; chat_heldout, chat_translation for a chat model)")] = None,
     harness: Annotated[str | None, typer.Option(help="'lm-eval': run lm-evaluation-harness on the exported model; 'lm-eval:MODEL' with another lm-eval backend, e.g. lm-eval:vllm")] = None,
     dtype: Annotated[str, typer.Option(help="--harness: the weights' type, float32, bfloat16 or float16")] = "float32",
     chat: Annotated[bool | None, typer.Option("--chat/--no-chat", help="a chat model: add its chat scores (model folder), prompt through its chat template (--harness: lm-eval's --apply_chat_template); on by default for a tuned run's recipe or a chat model folder (docs/evaluate.md)", show_default=False)] = None,

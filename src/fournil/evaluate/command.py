@@ -191,29 +191,68 @@ def harness_backend(harness: str | None) -> str | None:
 CHAT_TASKS = ("chat_heldout", "chat_translation")
 
 
-def chat_tasks(tasks: list[str], recipe, run_dir: Path, out: Path, tuned: bool) -> list[str]:  # noqa: ANN001
+def chat_tasks(tasks: list[str], out: Path, config: EvaluateConfig, conversations: list[dict], translation_tasks: list,
+               model_dir: Path, tokenizer_dir: Path) -> list[str]:
     """`chat_heldout` and `chat_translation` among --tasks become lm-eval task files in OUT/<name>/, prompted and decoded
-    as the evaluate stage's chat scores are: the sft stage's held-out conversations, one task per language, and the
-    recipe's shipped translation tasks asked in chat form, one per direction."""
-    asked = [name for name in CHAT_TASKS if name in tasks]
-    if not asked:
-        return tasks
-    if not tuned:
-        raise FournilError(f"--tasks {asked[0]}: {run_dir} has no tuned chat model; give the recipe an sft: section and run it")
-    from fournil.evaluate.chat import lm_eval_tasks, read_heldout, translation_lm_eval_tasks
+    as the evaluate stage's chat scores are: the conversations (a run's held-out ones, or the shipped seed tasks), one
+    task per language, and the given translation tasks asked in chat form, one per direction."""
+    from fournil.evaluate.chat import lm_eval_tasks, translation_lm_eval_tasks
     from fournil.model.generate import Generator
 
-    config = recipe.evaluate
     files: dict[str, list[Path]] = {}
-    if "chat_heldout" in asked:
-        files["chat_heldout"], _ = lm_eval_tasks(read_heldout(run_dir / "sft" / "heldout.jsonl"), out / "chat_heldout",
-                                                 config.max_examples or 100, config.max_new_tokens)
-    if "chat_translation" in asked:  # which requests fit the context is the model's tokenizer's and context's call
-        generator = Generator(run_dir / "sft" / "final", run_dir / "tokenizer", "cpu")
-        files["chat_translation"] = translation_lm_eval_tasks(
-            generator, select_tasks(config.tasks, list(recipe.languages), recipe.base_dir, lambda *_: None), out / "chat_translation",
-            config.max_examples or 100, config.max_new_tokens)
+    if "chat_heldout" in tasks:
+        files["chat_heldout"], _ = lm_eval_tasks(conversations, out / "chat_heldout", config.max_examples or 100, config.max_new_tokens)
+    if "chat_translation" in tasks:  # which requests fit the context is the model's tokenizer's and context's call
+        files["chat_translation"] = translation_lm_eval_tasks(Generator(model_dir, tokenizer_dir, "cpu"), translation_tasks,
+                                                              out / "chat_translation", config.max_examples or 100, config.max_new_tokens)
     return [t for spec in tasks for t in ([str(f) for f in files[spec]] if spec in files else [spec])]
+
+
+def folder_chat_tasks(tasks: list[str], model_dir: Path, out: Path, config: EvaluateConfig, run_dir: Path | None,
+                      tokenizer_dir: Path | None) -> list[str]:
+    """`chat_heldout` / `chat_translation` for a model folder: on `--run`'s held-out conversations and languages when
+    given, else on the shipped seed tasks and translation tasks of the languages its card names."""
+    from fournil.evaluate.chat import read_heldout, seed_conversations
+
+    if not any(name in tasks for name in CHAT_TASKS):
+        return tasks
+    heldout = run_dir / "sft" / "heldout.jsonl" if run_dir is not None else None
+    if heldout is not None and heldout.is_file():
+        conversations = read_heldout(heldout)
+        languages = sorted({c["lang"] for c in conversations})
+    else:
+        languages = sorted(str(lang) for lang in _card(model_dir).get("language") or [])
+        conversations = seed_conversations(languages)
+    if not languages:
+        asked = next(name for name in CHAT_TASKS if name in tasks)
+        raise FournilError(f"--tasks {asked}: {model_dir} names no languages; give --run RUN_DIR of a tuned run, "
+                           "or a folder whose model card lists its `language:`")
+    return chat_tasks(tasks, out, config, conversations, select_tasks(config.tasks, languages, Path.cwd(), lambda *_: None),
+                      model_dir, find_tokenizer_dir(model_dir, tokenizer_dir))
+
+
+def _harness_on_run(recipe, folder: Path, tasks: list[str], out: Path, tokenizer_dir: Path | None, device: str,  # noqa: ANN001
+                    backend: str, dtype: str, chat: bool | None) -> Path:
+    """lm-eval on the model the stage would score: the sft stage's chat model when it tuned one (prompted through its
+    chat template unless --no-chat), else the base model; chat tasks are written from the run's records."""
+    from fournil.evaluate.harness import run_harness
+    from fournil.runs import read_manifest
+
+    tuned = (folder / "sft" / "manifest.json").is_file() and \
+        bool((read_manifest(folder / "sft").get("figures") or {}).get("instruction_tuned"))
+    model = folder / ("sft" if tuned else "train") / "final"
+    tokenizer_dir = find_tokenizer_dir(model, tokenizer_dir)
+    asked = [name for name in CHAT_TASKS if name in tasks]
+    if asked and not tuned:
+        raise FournilError(f"--tasks {asked[0]}: {folder} has no tuned chat model; give the recipe an sft: section and run it")
+    if asked:
+        from fournil.evaluate.chat import read_heldout
+
+        translations = select_tasks(recipe.evaluate.tasks, list(recipe.languages), recipe.base_dir, lambda *_: None)
+        tasks = chat_tasks(tasks, out, recipe.evaluate, read_heldout(folder / "sft" / "heldout.jsonl"), translations, model, tokenizer_dir)
+    run_harness(model, tasks, out, tokenizer_dir, recipe.evaluate.num_fewshot, recipe.evaluate.max_examples, recipe.evaluate.batch_size,
+                device, backend, dtype, chat=tuned if chat is None else chat)
+    return out
 
 
 def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_dir: Path | None, text_specs: list[str],
@@ -234,17 +273,7 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
         recipe = load_recipe(target, overrides, proxy)
         folder = run_dir_for(recipe, runs_dir)
         if harness:
-            from fournil.evaluate.harness import run_harness
-            from fournil.runs import read_manifest
-
-            tuned = (folder / "sft" / "manifest.json").is_file() and \
-                bool((read_manifest(folder / "sft").get("figures") or {}).get("instruction_tuned"))
-            out = out or folder / "harness"
-            task_list = chat_tasks(task_list or [], recipe, folder, out, tuned)
-            run_harness(folder / ("sft" if tuned else "train") / "final", task_list or [], out, tokenizer_dir or folder / "tokenizer",
-                        recipe.evaluate.num_fewshot, recipe.evaluate.max_examples, recipe.evaluate.batch_size, device, backend, dtype,
-                        chat=tuned if chat is None else chat)
-            return out
+            return _harness_on_run(recipe, folder, task_list or [], out or folder / "harness", tokenizer_dir, device, backend, dtype, chat)
         run_stage(recipe, folder, "evaluate", force=force)
         return folder / "evaluate"
     if not target.is_dir():
@@ -254,10 +283,7 @@ def main(target: Path, overrides: list[str], runs_dir: Path, force: bool, run_di
     if harness:
         from fournil.evaluate.harness import run_harness
 
-        asked = [name for name in CHAT_TASKS if name in (task_list or [])]
-        if asked:
-            raise FournilError(f"--tasks {asked[0]}: give the recipe, not a model folder (the task is written from its run); "
-                               f"without --harness, `fournil evaluate {target}` scores a chat model folder in chat form")
+        task_list = folder_chat_tasks(task_list or [], target, out, config, run_dir, tokenizer_dir)
         if chat is None:
             chat = is_chat_model(target, find_tokenizer_dir(target, tokenizer_dir))
         run_harness(target, task_list or [], out, tokenizer_dir, config.num_fewshot, config.max_examples, config.batch_size, device,
