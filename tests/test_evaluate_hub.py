@@ -175,10 +175,10 @@ def test_a_chat_model_folder_scores_alike_through_lm_eval_without_its_run(baked,
     pytest.importorskip("lm_eval")
     import shutil
 
-    from fournil.evaluate.chat import chat_scores, seed_conversations, translation_scores
+    from fournil.evaluate.chat import chat_scores, seed_conversations, translation_lm_eval_tasks, translation_scores
     from fournil.evaluate.command import main
     from fournil.evaluate.tasks import load_task
-    from fournil.model.generate import Generator, Sampling
+    from fournil.model.generate import Generator, Prompter, Sampling
 
     folder = shutil.copytree(baked / "release", tmp_path / "chat-model", ignore=shutil.ignore_patterns("*.gguf"))
     per_language, new_tokens = 2, 12
@@ -198,6 +198,10 @@ def test_a_chat_model_folder_scores_alike_through_lm_eval_without_its_run(baked,
     for direction in ("en-fr", "fr-en"):
         task = "chat_translation_" + direction.replace("-", "_")
         assert summary["results"][task]["chrf,none"] == pytest.approx(translations[direction]["chrf"]["value"])
+    (folder / "model.safetensors").unlink()  # which requests fit is decided without the weights
+    written = translation_lm_eval_tasks(Prompter(folder), [load_task("translation_fr_en", Path.cwd())], tmp_path / "again", per_language,
+                                        new_tokens)
+    assert written[0].with_suffix(".jsonl").read_bytes() == (out / "chat_translation" / "chat_translation_fr_en.jsonl").read_bytes()
 
 
 def test_chat_prompts_need_a_chat_template(tmp_path):

@@ -136,7 +136,7 @@ def evaluate_chat(generator, conversations: list[dict], tasks, languages: list[s
     return scores
 
 
-def translation_requests(generator, task, per_direction: int) -> tuple[list[tuple[str, str, str]], int]:  # noqa: ANN001
+def translation_requests(prompter, task, per_direction: int) -> tuple[list[tuple[str, str, str]], int]:  # noqa: ANN001
     """The first `per_direction` test pairs of a translation task whose chat-form request fits the model's context, as
     (request, prompt rendered by the chat template, reference), and how many were passed over as too long. Empty for a
     direction without a phrasing."""
@@ -148,8 +148,8 @@ def translation_requests(generator, task, per_direction: int) -> tuple[list[tupl
         if len(requests) == per_direction:
             break
         request = f"{TRANSLATE[pair]}\n{doc[pair[0]]}"
-        prompt, _ = generator.chat_prompt([{"role": "user", "content": request}])
-        if not generator.fits(prompt):
+        prompt, _ = prompter.chat_prompt([{"role": "user", "content": request}])
+        if not prompter.fits(prompt):
             too_long += 1
             continue
         requests.append((request, prompt, task.target_text(doc)))
@@ -204,13 +204,13 @@ def lm_eval_tasks(conversations: list[dict], folder: Path, per_language: int, ma
     return files, left_out
 
 
-def translation_lm_eval_tasks(generator, tasks, folder: Path, per_direction: int, max_new_tokens: int,  # noqa: ANN001
+def translation_lm_eval_tasks(prompter, tasks, folder: Path, per_direction: int, max_new_tokens: int,  # noqa: ANN001
                               repetition_penalty: float = 1.1) -> list[Path]:
     """One lm-eval task per direction of the given translation tasks (`chat_translation_<source>_<target>`): the requests
     `translation_scores` asks, as one user turn each, decoded and scored by chrF as `lm_eval_tasks` does."""
     files = []
     for task in tasks:
-        requests, _ = translation_requests(generator, task, per_direction)
+        requests, _ = translation_requests(prompter, task, per_direction)
         if requests:
             docs = [{"prompt": request, "reference": reference} for request, _, reference in requests]
             files.append(_lm_eval_task(folder, "chat_translation_" + "_".join(task.languages), docs, list(task.languages),

@@ -197,13 +197,13 @@ def chat_tasks(tasks: list[str], out: Path, config: EvaluateConfig, conversation
     as the evaluate stage's chat scores are: the conversations (a run's held-out ones, or the shipped seed tasks), one
     task per language, and the given translation tasks asked in chat form, one per direction."""
     from fournil.evaluate.chat import lm_eval_tasks, translation_lm_eval_tasks
-    from fournil.model.generate import Generator
+    from fournil.model.generate import Prompter
 
     files: dict[str, list[Path]] = {}
     if "chat_heldout" in tasks:
         files["chat_heldout"], _ = lm_eval_tasks(conversations, out / "chat_heldout", config.max_examples or 100, config.max_new_tokens)
-    if "chat_translation" in tasks:  # which requests fit the context is the model's tokenizer's and context's call
-        files["chat_translation"] = translation_lm_eval_tasks(Generator(model_dir, tokenizer_dir, "cpu"), translation_tasks,
+    if "chat_translation" in tasks:  # which requests fit is the model's tokenizer's and context's call (no weights read)
+        files["chat_translation"] = translation_lm_eval_tasks(Prompter(model_dir, tokenizer_dir), translation_tasks,
                                                               out / "chat_translation", config.max_examples or 100, config.max_new_tokens)
     return [t for spec in tasks for t in ([str(f) for f in files[spec]] if spec in files else [spec])]
 

@@ -82,19 +82,16 @@ def generate_tokens(model: Llama, prompt_ids: list[int], s: Sampling, eos_ids: f
         logits = model(history[None, -1:], cache=cache)[0, -1].float()
 
 
-class Generator:
-    """A model and its tokenizer, turning prompts into streamed text."""
+class Prompter:
+    """A model folder's tokenizer, chat template and context length, without its weights: all that laying out a
+    conversation and deciding whether it fits needs (the weights of a 7B model are not read for that)."""
 
-    def __init__(self, model_dir: Path, tokenizer_dir: Path | None = None, device: str = "auto") -> None:
+    def __init__(self, model_dir: Path, tokenizer_dir: Path | None = None, context_length: int | None = None) -> None:
         from tokenizers import Tokenizer
 
         from fournil.model.hf import special_tokens
-        from fournil.model.io import find_tokenizer, load_model, pick_device
+        from fournil.model.io import find_tokenizer, model_config
 
-        device = pick_device(device, "--device")
-        self.model = load_model(model_dir, device)
-        if device.type != "cpu":
-            self.model = self.model.to(torch.bfloat16)
         tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else find_tokenizer(model_dir)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
         self.special = special_tokens(tokenizer_dir)
@@ -102,10 +99,36 @@ class Generator:
         self.eos_ids = frozenset({self.special["eos"], self.tokenizer.token_to_id(IM_END)} - {None})
         settings = tokenizer_dir / "tokenizer_config.json"
         self.chat_template = json.loads(settings.read_text(encoding="utf-8")).get("chat_template") if settings.is_file() else None
+        self.context_length = context_length or model_config(model_dir).context_length
 
     def fits(self, prompt: str) -> bool:
         """Whether the model can read `prompt` and still answer (it leaves at least one position)."""
-        return len(self.tokenizer.encode(prompt, add_special_tokens=True).ids) < self.model.config.context_length
+        return len(self.tokenizer.encode(prompt, add_special_tokens=True).ids) < self.context_length
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> tuple[str, tuple[str, ...]]:
+        """The prompt for a conversation and the stop strings that end the assistant's turn: the
+        tokenizer's chat template when it has one, a plain 'user: / assistant:' layout otherwise."""
+        if self.chat_template:
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(self.chat_template)
+            names = {f"{role}_token": self.tokenizer.id_to_token(i) for role, i in self.special.items() if role in ("bos", "eos", "pad") and i is not None}
+            return template.render(messages=messages, add_generation_prompt=True, **names), ()
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+        return text + "assistant:", ("\nuser:",)
+
+
+class Generator(Prompter):
+    """A model and its tokenizer, turning prompts into streamed text."""
+
+    def __init__(self, model_dir: Path, tokenizer_dir: Path | None = None, device: str = "auto") -> None:
+        from fournil.model.io import load_model, pick_device
+
+        device = pick_device(device, "--device")
+        self.model = load_model(model_dir, device)
+        if device.type != "cpu":
+            self.model = self.model.to(torch.bfloat16)
+        super().__init__(model_dir, tokenizer_dir, self.model.config.context_length)
 
     def stream(self, prompt: str, s: Sampling) -> Iterator[str]:
         """Yield the continuation of `prompt` piece by piece, cut before the first stop string. Text that
@@ -130,14 +153,3 @@ class Generator:
         if len(text) > shown:
             yield text[shown:]
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> tuple[str, tuple[str, ...]]:
-        """The prompt for a conversation and the stop strings that end the assistant's turn: the
-        tokenizer's chat template when it has one, a plain 'user: / assistant:' layout otherwise."""
-        if self.chat_template:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-            template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(self.chat_template)
-            names = {f"{role}_token": self.tokenizer.id_to_token(i) for role, i in self.special.items() if role in ("bos", "eos", "pad") and i is not None}
-            return template.render(messages=messages, add_generation_prompt=True, **names), ()
-        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
-        return text + "assistant:", ("\nuser:",)

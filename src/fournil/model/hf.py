@@ -244,6 +244,11 @@ def bloom_config_from_hf(data: dict, where: Path) -> LlamaConfig:
     )
 
 
+def config_from_hf(data: dict, where: Path) -> LlamaConfig:
+    """The LlamaConfig of a Hugging Face Llama or BLOOM config.json."""
+    return (bloom_config_from_hf if data.get("model_type") == "bloom" else llama_config_from_hf)(data, where)
+
+
 def tensor_names(path: Path) -> list[str]:
     """The names of the tensors in a safetensors file; a missing or unreadable one is a FournilError."""
     if not path.is_file():
@@ -260,7 +265,7 @@ def import_hf(folder: Path, device: str | torch.device = "cpu") -> Llama:
     folder = Path(folder)
     data = read_config(folder)
     bloom = data.get("model_type") == "bloom"
-    model = empty_model((bloom_config_from_hf if bloom else llama_config_from_hf)(data, folder / "config.json"), device)
+    model = empty_model(config_from_hf(data, folder / "config.json"), device)
     tied = "lm_head.weight" if model.config.tie_embeddings else None
     ours = {name: t for name, t in model.state_dict().items() if name != tied}
     if bloom:

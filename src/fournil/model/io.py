@@ -60,6 +60,16 @@ def load_config(folder: Path) -> LlamaConfig:
     return LlamaConfig.from_dict(data.get("config", {}))
 
 
+def model_config(folder: Path) -> LlamaConfig:
+    """The shape of the model in `folder` (fournil's format or a Hugging Face export), without reading its weights."""
+    data = read_config(folder)
+    if "architectures" in data:
+        from fournil.model.hf import config_from_hf
+
+        return config_from_hf(data, Path(folder) / CONFIG)
+    return load_config(folder)
+
+
 def read_tensors(path: Path, expected: dict[str, tuple[torch.Size, torch.dtype]], device: str | torch.device = "cpu",
                  skip: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
     """Read exactly the `expected` tensors (name → shape, dtype) from a safetensors file, checking
