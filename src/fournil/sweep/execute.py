@@ -23,7 +23,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from fournil.errors import FournilError
 from fournil.runs import STAGE_NAMES, get_stage, keeps_work, run_all
@@ -240,3 +240,18 @@ def run(sweep: Sweep, runs_dir: Path, jobs: int, log: Callable[[str], None]) -> 
         for process, _, _ in running.values():
             process.wait()
     return errors
+
+
+def executor_options(given: dict[str, Any], defaults: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A cluster executor's settings (`on_slurm.OPTIONS`, `on_ray.OPTIONS`): the defaults, with what the sweep gives,
+    each of the default's type."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise FournilError(f"executor_options {unknown}: {kind} takes {', '.join(defaults)}")
+    for key, value in given.items():
+        want = defaults[key]
+        numeric = isinstance(want, int | float) and not isinstance(want, bool)
+        if (numeric and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0)) or \
+                (isinstance(want, dict) and not isinstance(value, dict)):
+            raise FournilError(f"executor_options.{key}: {value!r} is not {'a number ≥ 0' if numeric else 'a mapping'}")
+    return {**defaults, **given}

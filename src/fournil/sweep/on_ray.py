@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fournil.errors import FournilError
-from fournil.sweep import execute, on_slurm
+from fournil.sweep import execute
 from fournil.sweep.points import Sweep
 
 OPTIONS = {"address": None, "cpus_per_task": 1, "gpus": 0, "processes": 1}
@@ -35,7 +35,7 @@ def _work(lines: list[list[str]], log_file: str, cwd: str, *needed: None) -> Non
 
 def run(sweep: Sweep, runs_dir: Path, given: dict[str, Any], log: Callable[[str], None]) -> dict[str, str]:
     """Start every unfinished task on Ray and wait for them all; return the error of each point that failed or could not run."""
-    opts = on_slurm.options(given, OPTIONS, "ray")
+    opts = execute.executor_options(given, OPTIONS, "ray")
     try:
         import ray
     except ImportError:

@@ -26,20 +26,6 @@ OPTIONS = {"partition": "cpu", "time": "24:00:00", "cpus_per_task": 1, "mem_per_
            "qos": None, "account": None, "sbatch_args": {}, "env_command": None, "poll_seconds": 30.0}
 
 
-def options(given: dict[str, Any], defaults: dict[str, Any] = OPTIONS, kind: str = "slurm") -> dict[str, Any]:
-    """The executor's settings: the defaults, with what the sweep gives, each of the default's type."""
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise FournilError(f"executor_options {unknown}: {kind} takes {', '.join(defaults)}")
-    for key, value in given.items():
-        want = defaults[key]
-        numeric = isinstance(want, int | float) and not isinstance(want, bool)
-        if (numeric and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0)) or \
-                (isinstance(want, dict) and not isinstance(value, dict)):
-            raise FournilError(f"executor_options.{key}: {value!r} is not {'a number ≥ 0' if numeric else 'a mapping'}")
-    return {**defaults, **given}
-
-
 def script(lines: list[list[str]], job_name: str, log_file: Path, cwd: Path, opts: dict[str, Any]) -> str:
     """The batch script of one task: its resources as #SBATCH lines, then its commands, stopping at the first that fails."""
     heads = {"job-name": job_name, "array": "0-0", "output": str(log_file), "chdir": str(cwd), "partition": opts["partition"],
@@ -68,7 +54,7 @@ def submit(path: Path, after: list[str]) -> str:
 
 def run(sweep: Sweep, runs_dir: Path, given: dict[str, Any], log: Callable[[str], None]) -> dict[str, str]:
     """Submit every unfinished task, wait for them all; return the error of each point that failed or could not run."""
-    opts = options(given)
+    opts = execute.executor_options(given, OPTIONS, "slurm")
     todo = execute.tasks(sweep)
     folder = (sweep.folder / "slurm").resolve()
     folder.mkdir(parents=True, exist_ok=True)
