@@ -357,3 +357,33 @@ def test_instruction_data_rewritten_in_place_reruns_sft_alone(minimal_recipe_dat
         f.write(json.dumps({"messages": [{"role": "user", "content": "Merci"}, {"role": "assistant", "content": "De rien"}]}) + "\n")
     after = runs.planned_fingerprints(recipe)
     assert [s for s in runs.STAGE_NAMES if after[s] != before[s]] == ["sft", "evaluate", "release"]
+
+
+def test_raw_text_and_evaluation_sets_rewritten_under_the_same_paths_rerun_the_stages_that_read_them(minimal_recipe_data, tmp_path):
+    """A corpus source is fingerprinted by its files' listing (path, size, mtime), a parallel file and an
+    evaluation set by their content: new data under an old path is not mistaken for the work already done."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.txt").write_text("Le chat dort sur le tapis.\n")
+    pairs, evalset = tmp_path / "pairs.tsv", tmp_path / "eval.jsonl"
+    pairs.write_text("Bonjour\tHello\n")
+    evalset.write_text(json.dumps({"text": "une question"}) + "\n")
+    recipe = parse_recipe({**minimal_recipe_data, "sources": [*minimal_recipe_data["sources"],
+                                                              {"name": "fr-raw", "path": str(raw), "lang": "fr", "license": "CC0-1.0"}],
+                           "parallel": [{"name": "pairs", "path": str(pairs), "langs": ["fr", "en"], "license": "CC0-1.0"}],
+                           "corpus": {"decontaminate": [str(evalset)]}}, tmp_path)
+
+    def changed(before: dict) -> list[str]:
+        after = runs.planned_fingerprints(recipe)
+        return [s for s in runs.STAGE_NAMES if after[s] != before[s]]
+
+    before = runs.planned_fingerprints(recipe)
+    assert changed(before) == []
+    (raw / "b.txt").write_text("Un autre document.\n")  # a file added to a source folder
+    assert changed(before) == list(runs.STAGE_NAMES)
+    before = runs.planned_fingerprints(recipe)
+    pairs.write_text("Merci\tThanks\n")
+    assert changed(before) == ["tokenizer", "mixture", "train", "sft", "evaluate", "release"]
+    before = runs.planned_fingerprints(recipe)
+    evalset.write_text(json.dumps({"text": "une autre question"}) + "\n")
+    assert changed(before) == list(runs.STAGE_NAMES)

@@ -136,6 +136,17 @@ def file_sha256(path: Path) -> str:
 _digests: dict[tuple, str] = {}  # (path, size, mtime, ctime, inode) → hash: one process hashes an unchanged file once
 
 
+def listing_xxh3(paths: list[Path]) -> str:
+    """xxh3-128 of each file's path, size and modification time: what a raw source's change shows
+    without reading it (hashing a terabyte of text on every `fournil run` would take hours; a file
+    rewritten in place has a new mtime, so the corpus stage runs again)."""
+    h = xxhash.xxh3_128()
+    for path in paths:
+        st = path.stat()
+        h.update(f"{path}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def file_xxh3(path: Path) -> str:
     """xxh3-128 of a file: damage, not tampering, is what a manifest guards against, and at several
     GB/s it costs little beside the disk read (sha256 is about 10× slower)."""
@@ -280,16 +291,31 @@ def _fingerprint_of(inputs: dict, stage: Stage) -> str:
     return _digest({"stage": stage.name, **inputs})
 
 
+def _with_data_digests(view: dict, recipe: Recipe, fields: tuple[str, ...]) -> dict:
+    """The recipe's view with a digest beside each data file or source the fields name, so data changed
+    under the same path changes the fingerprint of the stages that read it."""
+    if "sft" in fields and view["sft"]:
+        for item in view["sft"]["sources"]:  # data rewritten in place (`fournil instruct generate`) reruns sft
+            path = Path(item["path"])
+            item["xxh3_128"] = file_xxh3(path) if path.is_file() else None  # a missing file: the stage says so
+    if "sources" in fields:
+        for item, source in zip(view["sources"], recipe.sources):
+            item["listing_xxh3"] = listing_xxh3(recipe.source_files(source))
+    for item in view["parallel"] if "parallel" in fields else ():
+        path = Path(item["path"])
+        item["xxh3_128"] = file_xxh3(path) if path.is_file() else None
+    if "corpus" in fields or "corpus.decontaminate" in fields:
+        sets = [recipe.resolve(p) for p in recipe.corpus.decontaminate]
+        view["corpus"]["decontaminate"] = [{"path": str(p), "xxh3_128": file_xxh3(p) if p.is_file() else None} for p in sets]
+    return view
+
+
 def stage_inputs(recipe: Recipe, run_dir: Path, stage: Stage, upstream: dict[str, str] | None = None) -> dict:
     """The recipe fields a stage reads and the fingerprints of the stages it reads from (their
     manifests', unless given), as plain data."""
     if upstream is None:
         upstream = {name: read_manifest(run_dir / name)["fingerprint"] for name in stage.needs}
-    view = recipe.fingerprint_view()
-    if "sft" in stage.fields and view["sft"]:
-        for item in view["sft"]["sources"]:  # data rewritten in place (`fournil instruct generate`) reruns sft
-            path = Path(item["path"])
-            item["xxh3_128"] = file_xxh3(path) if path.is_file() else None  # a missing file: the stage says so
+    view = _with_data_digests(recipe.fingerprint_view(), recipe, stage.fields)
     return json.loads(json.dumps({"fields": {f: _pick(view, f) for f in stage.fields}, "upstream": upstream}, default=str))
 
 
