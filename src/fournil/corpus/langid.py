@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 
 from fournil.errors import FournilError
 
@@ -44,7 +45,7 @@ class Py3LangId:
         self._next_base = row_base[next_state].astype(np.int32)
         self._start = np.int32(row_base[0])
         self._feature_at = np.asarray(model.tk_output, dtype=np.int32)[next_state]  # the feature the step at an index emits, or -1
-        self._weights = np.asarray(model.nb_ptc, dtype=np.float32)  # feature × class
+        self._weights = np.asarray(model.nb_ptc, dtype=np.float64)  # feature × class
         self._prior = np.asarray(model.nb_pc, dtype=np.float32)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
@@ -90,15 +91,11 @@ class Py3LangId:
         owner = np.arange(len(visited), dtype=np.int64) - np.repeat(starts, reading)  # visited[at + i] belongs to text i
         features = self._feature_at[visited]
         hit = features >= 0
-        n_features = len(self._weights)
-        key = np.int32 if n * n_features < 2**31 else np.int64  # (text, feature) keys sort faster in 32 bits
-        keys, counts = np.unique(owner[hit].astype(key) * key(n_features) + features[hit], return_counts=True)
-        text_of, feature_of = keys // n_features, keys % n_features
-        contributions = np.log1p(counts.astype(np.float32))[:, None] * self._weights[feature_of]
-        scores = np.zeros((n, len(self._prior)), dtype=np.float32)
-        for c in range(len(self._prior)):
-            scores[:, c] = np.bincount(text_of, weights=contributions[:, c], minlength=n)
-        has_features = np.bincount(text_of, minlength=n) > 0
+        # py3langid's feature vectors as a sparse [text, feature] matrix of counts (csr sums repeated pairs)
+        counts = scipy.sparse.coo_matrix((np.ones(int(hit.sum())), (owner[hit], features[hit])), shape=(n, len(self._weights))).tocsr()
+        np.log1p(counts.data, out=counts.data)
+        scores = (counts @ self._weights).astype(np.float32)
+        has_features = np.diff(counts.indptr) > 0
         scores[has_features] += self._prior  # a featureless text scores 0 everywhere: uniform, as py3langid
         scores *= (1.0 / np.sqrt(np.maximum(lengths, 1))).astype(np.float32)[:, None]
         np.exp(scores - scores.max(axis=1, keepdims=True), out=scores)
@@ -193,8 +190,12 @@ def route_many(texts: list[str], identifier, min_chars: int, max_chars: int, rou
 
     `identifier` has `labels` and `probabilities(texts) -> [len(texts), len(labels)]`. A paragraph
     whose probability of the document's language is below `unidentified_below`, and which no other
-    language claims with `route_min_score`, is removed (code, command output, lists of names).
+    language claims with `route_min_score`, is removed (code, command output, lists of names). The
+    decisions are made for the whole batch with numpy: only documents that lose a paragraph are
+    then cut apart in Python.
     """
+    if not texts:
+        return []
     split = [text.split("\n\n") for text in texts]
     requests: list[str] = []
     chosen: list[list[int]] = []  # per document, the paragraphs identified ([] = the document's start)
@@ -206,48 +207,44 @@ def route_many(texts: list[str], identifier, min_chars: int, max_chars: int, rou
         else:
             requests.append(text[:max_chars])
     probs = identifier.probabilities(requests)
+    rows = np.fromiter((len(picked) or 1 for picked in chosen), dtype=np.int64, count=len(texts))  # requests per document
+    first = np.cumsum(rows) - rows
+    doc_of = np.repeat(np.arange(len(texts)), rows)
+    scored = probs.any(axis=1)
+    weights = np.fromiter(map(len, requests), dtype=np.float64, count=len(requests)) * scored  # characters read
+    lang = np.add.reduceat(weights[:, None] * probs.astype(np.float64), first).argmax(axis=1)  # most of the identified text
+    own = probs[np.arange(len(requests)), lang[doc_of]].astype(np.float64)
+    best, top = probs.argmax(axis=1), probs.max(axis=1)
+    moving = scored & (best != lang[doc_of]) & (top >= route_min_score) & do_route
+    removing = scored & ~moving & (own < unidentified_below) & (top < route_min_score) & np.repeat([bool(c) for c in chosen], rows)
+    kept = weights * ~moving
+    kept_chars = np.add.reduceat(kept, first)
+    score = np.divide(np.add.reduceat(kept * own, first), kept_chars, out=np.zeros(len(texts)), where=kept_chars > 0)
+    identified = np.logical_or.reduceat(scored, first)
+    cut = np.logical_or.reduceat(moving | removing, first)
     labels = identifier.labels
     results: list[Routed | None] = []
-    at = 0
-    for text, paragraphs, picked in zip(texts, split, chosen):
-        if not picked:
-            p = probs[at]
-            at += 1
-            results.append(Routed(labels[int(p.argmax())], float(p.max()), text) if p.any() else None)
-            continue
-        block = probs[at:at + len(picked)]
-        at += len(picked)
-        results.append(_decide(text, paragraphs, picked, block, labels, max_chars, route_min_score, do_route, unidentified_below))
+    for d, text in enumerate(texts):
+        if not identified[d]:
+            results.append(None)
+        elif not cut[d]:
+            results.append(Routed(labels[lang[d]], float(score[d]), text))
+        else:
+            span = slice(first[d], first[d] + rows[d])
+            results.append(_cut(split[d], chosen[d], probs[span], weights[span], moving[span], removing[span], labels,
+                                Routed(labels[lang[d]], float(score[d]), text)))
     return results
 
 
-def _decide(text: str, paragraphs: list[str], picked: list[int], probs: np.ndarray, labels: list[str],
-            max_chars: int, route_min_score: float, do_route: bool, unidentified_below: float) -> Routed | None:
-    if len(picked) == 1:  # one paragraph (two in three documents of the shared corpus): nothing moves, its score is p
-        p = probs[0]
-        if not p.any():
-            return None
-        lang = int(p.argmax())
-        top = float(p[lang])  # what the weighted means below give for one paragraph, exactly (w·p / w)
-        if not (top < unidentified_below and top < route_min_score):
-            return Routed(labels[lang], top, text)
-    scored = probs.any(axis=1)
-    if not scored.any():
-        return None
-    weights = np.array([min(len(paragraphs[i]), max_chars) for i in picked], dtype=np.float64) * scored
-    lang = int((weights @ probs.astype(np.float64)).argmax())
-    best, top = probs.argmax(axis=1), probs.max(axis=1)
-    moving = scored & (best != lang) & (top >= route_min_score) if do_route else np.zeros(len(picked), bool)
-    kept = weights * ~moving
-    score = float(kept @ probs[:, lang] / kept.sum()) if kept.sum() else 0.0
-    removing = scored & ~moving & (probs[:, lang] < unidentified_below) & (top < route_min_score)
-    if not moving.any() and not removing.any():
-        return Routed(labels[lang], score, text)
-    moved: dict[str, tuple[str, float]] = {}
+def _cut(paragraphs: list[str], picked: list[int], probs: np.ndarray, weights: np.ndarray, moving: np.ndarray,
+         removing: np.ndarray, labels: list[str], routed: Routed) -> Routed:
+    """The document without its moved and removed paragraphs; the moved ones joined per language, with their score."""
+    best = probs.argmax(axis=1)
     for target in sorted(set(best[moving].tolist()), key=lambda t: labels[t]):
         rows = np.flatnonzero(moving & (best == target))
         w = weights[rows]
-        moved[labels[target]] = ("\n\n".join(paragraphs[picked[r]] for r in rows), float(w @ probs[rows, target] / w.sum()))
+        routed.moved[labels[target]] = ("\n\n".join(paragraphs[picked[r]] for r in rows), float(w @ probs[rows, target] / w.sum()))
     out = {picked[r] for r in np.flatnonzero(moving | removing)}
-    remaining = "\n\n".join(p for i, p in enumerate(paragraphs) if i not in out)
-    return Routed(labels[lang], score, remaining, moved, [paragraphs[picked[r]] for r in np.flatnonzero(removing)])
+    routed.text = "\n\n".join(p for i, p in enumerate(paragraphs) if i not in out)
+    routed.removed = [paragraphs[picked[r]] for r in np.flatnonzero(removing)]
+    return routed
