@@ -4,9 +4,10 @@
 # its own time limit, so a slow one costs only itself; each writes $OUT/<step>.txt, and the last
 # lines printed are a summary. Run from the repository root, on the GPU machine:
 #   bash benchmarks/gpu.sh tests bake loss   # one call, under 10 minutes whatever happens
-#   bash benchmarks/gpu.sh throughput        # another: the three sizes, 190 s each at most
+#   bash benchmarks/gpu.sh throughput        # another: the three sizes, 190 s each at most (SIZES="ttl-460m": fewer)
 #   bash benchmarks/gpu.sh fit               # if minutes are left: 1.3B at micro-batch 8 with `ops`; 160M compiled whole
 #   bash benchmarks/gpu.sh memory            # fournil plan's memory formula against the allocator's peak
+#   bash benchmarks/gpu.sh sft               # SFT tokens/s against pretraining's at ttl-160m, context 2048
 # Before the call, on this machine: scripts/gpu_wheels.sh (dependencies the image lacks, into .whl/)
 # and `fournil run tests/recipes/mini.yaml --until mixture` (the bake's CPU stages, into runs/mini/);
 # the call carries .whl and runs/mini. See docs/train.md, "On a GPU".
@@ -52,14 +53,15 @@ for s in $steps; do
     bake) export -f bake; export python; step bake 240 bash -c bake ;;
     loss) step loss 90 $python benchmarks/loss.py ;;
     throughput)
-      for size in ttl-460m croissant-1.3b ttl-160m; do
+      for size in ${SIZES:-ttl-460m croissant-1.3b ttl-160m}; do
         step "throughput-$size" 190 $python benchmarks/throughput.py --sizes "$size"
       done ;;
     fit)  # if time is left: croissant-1.3b at twice the micro-batch with op-level checkpointing; ttl-160m compiled whole
       step throughput-1.3b-ops 190 $python benchmarks/throughput.py --sizes croissant-1.3b --batch 8 --activation-checkpointing ops
       step throughput-160m-whole 150 $python benchmarks/throughput.py --sizes ttl-160m --compile-whole --no-trainer --no-peer ;;
+    sft) step sft 200 $python benchmarks/sft.py --tokenizer runs/mini/tokenizer --size ttl-160m --seq-len 2048 --micro-batch 8 --steps 12 --repeats 2 ;;
     memory) step memory 150 $python benchmarks/memory.py --sizes ttl-160m,croissant/w512 --rows 8 --seq-len 2048 ;;
-    *) echo "unknown step $s (steps: tests bake loss throughput fit memory)"; exit 2 ;;
+    *) echo "unknown step $s (steps: tests bake loss throughput fit memory sft)"; exit 2 ;;
   esac
 done
 echo "== summary"

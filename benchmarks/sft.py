@@ -12,11 +12,16 @@ the wall clock and not the CPU time.
 
     python benchmarks/sft.py --tokenizer runs/demo/tokenizer      # the demo's shape on the CPU, the shipped fr/en conversations
     python benchmarks/sft.py --tokenizer runs/demo/tokenizer --steps 6 --micro-batch 8 --threads 1 --repeats 3   # a loaded machine
+    python benchmarks/sft.py --tokenizer runs/mini/tokenizer --size ttl-160m --seq-len 2048   # CUDA: bf16, compiled block by block
+
+On CUDA the loop is the train stage's (bf16 autocast, each block compiled), so the first run of each
+stream pays its compilation: use `--repeats 2` or more there.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from collections import Counter
@@ -27,6 +32,7 @@ import torch
 
 from fournil.mixture.sampler import Batch
 from fournil.model.llama import Llama, LlamaConfig
+from fournil.train.distributed import compile_model
 from fournil.sft.conversations import read_conversations
 from fournil.sft.packing import ConversationSampler, encode_all
 from fournil.tokenizer import load
@@ -65,13 +71,18 @@ class Rows:
 
 
 def timed(sampler, config: LlamaConfig, cfg: TrainConfig, out: Path) -> tuple[float, float]:
-    """(tokens per wall second, tokens per CPU second) of one training run."""
+    """(tokens per wall second, tokens per CPU second) of one training run, as the train stage sets it up."""
     torch.manual_seed(0)
-    model = Llama(config)
-    trainer = Trainer(model, sampler, cfg, out, Topology(0, 1, 0, torch.device("cpu")), model_config=config.to_dict(),
+    device = torch.device(cfg.device)
+    model = Llama(config).to(device)
+    if device.type == "cuda":
+        compile_model(model)
+    trainer = Trainer(model, sampler, cfg, out, Topology(0, 1, 0, device), model_config=config.to_dict(),
                       seq_len=config.context_length, flops_per_token=model.flops_per_token(config.context_length), log=lambda m: None)
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.train()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     tokens = cfg.max_steps * trainer.batch_tokens
     return tokens / (time.perf_counter() - wall), tokens / (time.process_time() - cpu)
 
@@ -85,6 +96,10 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each stream, interleaved; the best counts")
+    parser.add_argument("--size", default="",
+                        help="a model preset with overrides, as benchmarks/throughput.py --sizes takes one (ttl-160m, "
+                             "ttl-160m:n_layers=4); default: the demo's shape")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -93,10 +108,15 @@ def main() -> None:
     for name, lang in (("chatterbot-fr", 0), ("chatterbot-en", 1), ("translation-asked-in-fr", 0), ("translation-asked-in-en", 1)):
         sources.append((name, lang, list(read_conversations(DATA / f"{name}.jsonl", "auto", Counter()))))
     train, _, _ = encode_all(tokenizer, sources, args.seq_len, 1, 0.0, Counter())
-    config = LlamaConfig(vocab_size=tokenizer.get_vocab_size(), dim=256, n_layers=4, n_heads=4, n_kv_heads=4, ffn_dim=688,
-                         context_length=args.seq_len, tie_embeddings=True)
+    if args.size:
+        from throughput import parse_size  # benchmarks/ is on the path when this script runs
+        config = dataclasses.replace(parse_size(args.size)[1], vocab_size=tokenizer.get_vocab_size(), context_length=args.seq_len)
+    else:
+        config = LlamaConfig(vocab_size=tokenizer.get_vocab_size(), dim=256, n_layers=4, n_heads=4, n_kv_heads=4, ffn_dim=688,
+                             context_length=args.seq_len, tie_embeddings=True)
     cfg = TrainConfig(max_steps=args.steps, global_batch_tokens=args.micro_batch * args.seq_len, micro_batch_size=args.micro_batch,
-                      warmup_steps=2, checkpoint_every=10**6, log_every=5, tensorboard=False, document_masking=True)
+                      warmup_steps=2, checkpoint_every=10**6, log_every=5, tensorboard=False, document_masking=True,
+                      device=args.device)
 
     def conversations() -> ConversationSampler:
         return ConversationSampler(train, [1.0] * len(train), ["fr", "en"], args.seq_len, args.micro_batch, seed=1, pad_id=2, epochs=3)
@@ -126,7 +146,7 @@ def main() -> None:
     rows, padding = sampler.rows_of_epoch(0), sampler.padding_share()
     trained = sum(int(train[i].trained[1:].sum()) for row in rows for i in row) / (len(rows) * args.seq_len)
     print(f"{len(train)} conversations, {len(rows)} rows of {args.seq_len} an epoch, padding {padding:.1%}, targets {trained:.1%} of positions; "
-          f"{torch.get_num_threads()} threads, best of {args.repeats}")
+          f"{args.device}, {torch.get_num_threads()} threads, best of {args.repeats}; model {args.size or 'the demo shape'}")
     plain_wall, plain_cpu = best["pretraining"]
     print(f"{'stream':<34}{'tokens/s':>10}{'vs pretraining':>16}{'tokens/CPU s':>14}{'vs pretraining':>16}")
     for name, (wall, cpu) in best.items():

@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pins=$(.venv/bin/python - <<'PY'
 from importlib.metadata import version
-print(" ".join(f"{name}=={version(name)}" for name in ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "zstandard")))
+print(" ".join(f"{name}=={version(name)}" for name in ("pydantic", "pydantic-core", "annotated-types", "typing-inspection", "zstandard", "datatrove", "dill",
+                                                  "multiprocess", "loguru", "py3langid", "ftfy", "wcwidth", "gguf")))
 PY
 )
 rm -rf .whl
