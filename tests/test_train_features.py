@@ -155,3 +155,29 @@ def test_only_positions_with_a_target_reach_the_head_when_few_have_one(tmp_path,
     torch.testing.assert_close(runs[True][0], runs[False][0], rtol=1e-6, atol=1e-6)
     for a, b in zip(runs[True][1], runs[False][1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_head_rows_are_padded_to_a_quarter_of_the_positions_with_target_less_ones():
+    """A compiled head sees a few row counts in a run, not one per step: the padding rows carry no
+    target, so the loss and the gradients are those of the targets alone."""
+    from fournil.train.trainer import head_rows
+
+    valid = torch.zeros(4, 16, dtype=torch.bool)
+    valid[:, 10:] = True  # 24 of 64 positions: a third, as SFT's answers
+    rows = head_rows(valid)
+    assert rows.numel() == 32 and torch.equal(rows, rows.sort().values) and rows.unique().numel() == 32
+    assert set(valid.flatten().nonzero()[:, 0].tolist()) <= set(rows.tolist())
+    assert int(valid.flatten()[rows].sum()) == 24  # the 8 others are target-less
+    for share, expected in ((0, 0), (1, 16), (16, 16), (17, 32), (48, 48), (49, None), (64, None)):
+        some = torch.zeros(64, dtype=torch.bool)
+        some[torch.randperm(64, generator=torch.Generator().manual_seed(share))[:share]] = True
+        got = head_rows(some)
+        assert (got is None) if expected is None else got.numel() == expected, (share, got)
+    from fournil.model.llama import OutputHead
+
+    torch.manual_seed(0)
+    head, h = OutputHead(8, 32, bias=False), torch.randn(4, 16, 8)
+    targets = torch.where(valid, torch.randint(0, 32, (4, 16)), -100)
+    padded, _ = head(h, targets, reduction="sum", target_rows=rows)
+    exact, _ = head(h, targets, reduction="sum", target_rows=valid.flatten().nonzero()[:, 0])
+    torch.testing.assert_close(padded, exact)

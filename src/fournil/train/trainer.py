@@ -45,6 +45,10 @@ IGNORE = -100
 # Below this share of positions with a target (SFT's answer-only loss: about a third), only those go
 # through the output head; pretraining's few ignored document ends are not worth the gather.
 SPARSE_TARGETS = 0.9
+# A compiled head specialises on how many rows it gets (its chunk loop is Python): the rows are padded
+# up to a multiple of this share of the positions, so a run compiles it a few times, not every step
+# (torch.compile gives up on a region after 8 shapes and runs it eager from then on).
+HEAD_ROWS_STEP = 1 / 4
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 FINAL_WINDOW = 20  # steps the final loss is averaged over
 
@@ -57,6 +61,19 @@ def accumulation_steps(cfg: TrainConfig, seq_len: int, world_size: int) -> int:
     """Micro-batches per process and step to reach the recipe's global batch (at least one)."""
     per_micro = cfg.micro_batch_size * seq_len * world_size
     return max(1, round(cfg.global_batch_tokens / per_micro))
+
+
+def head_rows(valid: torch.Tensor) -> torch.Tensor | None:
+    """The flat positions that go through the output head, in order: every one with a target, padded
+    with target-less ones (they add nothing to the loss or the gradients) up to a multiple of
+    HEAD_ROWS_STEP of the positions; None (all of them) when most positions have a target."""
+    flat = valid.flatten()
+    step = max(1, math.ceil(flat.numel() * HEAD_ROWS_STEP))
+    size = min(flat.numel(), math.ceil(int(flat.sum()) / step) * step)
+    if size >= SPARSE_TARGETS * flat.numel():
+        return None
+    padding = (~flat).nonzero()[:size - int(flat.sum()), 0]
+    return torch.cat([flat.nonzero()[:, 0], padding]).sort().values
 
 
 class Trainer:
@@ -219,7 +236,7 @@ class Trainer:
             valid = batch.targets != IGNORE
             counts[0] += valid.sum()
             counts[1:] += torch.bincount(batch.lang_ids[valid], minlength=L)[:L]
-            target_rows.append(valid.flatten().nonzero()[:, 0] if valid.float().mean() < SPARSE_TARGETS else None)
+            target_rows.append(head_rows(valid))
         counts = all_reduce_sum(self._to_device(counts), self.topo)
         scale = self.topo.world_size / counts[0].clamp(min=1)
         sums = torch.zeros(1 + L, dtype=torch.float32, device=self.device)
