@@ -31,9 +31,9 @@ step() {  # step NAME SECONDS COMMAND...: run it under a limit, keep its output,
   summary+=("$(printf '%-22s exit %-3s %4ss' "$name" "$status" $((SECONDS - start)))")
 }
 
-bake() {  # the train, evaluate and release stages of the mini recipe, whose CPU stages ran here
+bake() {  # the train, sft, evaluate and release stages of the mini recipe, whose CPU stages ran here
   [ -f runs/mini/mixture/manifest.json ] || { echo "runs/mini/mixture is missing: run the bake's CPU stages first (see the header)"; return 1; }
-  for stage in train evaluate release; do
+  for stage in train sft evaluate release; do
     $python -m fournil "$stage" tests/recipes/mini.yaml || return 1
   done
   $python - <<'PY'

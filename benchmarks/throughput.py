@@ -4,8 +4,10 @@ Both models start from the same weights and train the same batches (fused AdamW,
 bf16 autocast on CUDA; fournil compiled block by block as its trainer does, transformers whole).
 The table shows tokens/s, MFU against a measured matmul ceiling, fournil's peak memory (CUDA), the
 ratio and the first losses (equal when both compute the same thing). The trainer columns time fournil's
-full `Trainer` (spike guard, clipping, per-language loss, a log line per step) on the same batches;
-`tr/bare` is its ratio to the bare fournil loop (the issue's target: ≥ 0.97).
+full `Trainer` (spike guard, clipping, per-language loss, a log line per step) on the same batches,
+with the bare loop's fused AdamW unless `--trainer-optimizer muon` (fournil's default, whose
+Newton–Schulz steps cost the same per step whatever the batch, so their share shrinks as the batch
+grows); `tr/bare` is its ratio to the bare fournil loop (the issue's target: ≥ 0.97).
 
     python benchmarks/throughput.py                                  # CUDA: ttl-160m, ttl-460m, croissant-1.3b at 2048
     python benchmarks/throughput.py --sizes cpu-s,cpu-m              # the CPU default (small shapes, a few minutes)
@@ -165,7 +167,7 @@ def train_with_trainer(config: LlamaConfig, batches: list[tuple[torch.Tensor, to
     steps = len(batches)
     cfg = TrainConfig(max_steps=steps + 1,  # one more ask of the sampler closes the last timed step
                       global_batch_tokens=x.numel(), micro_batch_size=x.shape[0], lr=1e-4, warmup_steps=0,
-                      checkpoint_every=10**9, log_every=10, tensorboard=False, device=device)
+                      checkpoint_every=10**9, log_every=10, tensorboard=False, device=device, optimizer=args.trainer_optimizer)
     sampler = TimedBatches(batches + batches[:1], device)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(model, sampler, cfg, Path(out), Topology(0, 1, 0, torch.device(device)), model_config=config.to_dict(),
@@ -191,6 +193,8 @@ def main() -> None:
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also train transformers' Llama")
     parser.add_argument("--trainer", action=argparse.BooleanOptionalAction, default=True,
                         help="also time fournil's full Trainer (logging, spike guard, per-language loss) on the same batches")
+    parser.add_argument("--trainer-optimizer", choices=["adamw", "muon"], default="adamw",
+                        help="the trainer's optimizer: adamw, as the bare loop (tr/bare is then the trainer's own cost), or muon")
     args = parser.parse_args()
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda else torch.float32
