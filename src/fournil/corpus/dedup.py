@@ -14,7 +14,7 @@ import xxhash
 
 from fournil.corpus.ngrams import character_hashes, ngram_hashes, normalised_word_hashes
 
-CHUNK = 8192
+CHUNK = 2048  # shingles hashed at once: a block of CHUNK × permutations uint64 stays in cache
 
 
 def exact_key(text: str) -> int:
@@ -30,6 +30,7 @@ class MinHasher:
         self.a = rng.integers(0, 1 << 63, size=count, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd
         self.b = rng.integers(0, 1 << 63, size=count, dtype=np.uint64)
         self.n, self.buckets, self.rows, self.by_chars = n, buckets, rows, by_chars
+        self._block = np.empty((CHUNK, count), dtype=np.uint64)  # reused: no allocation per document
 
     def signature(self, text: str) -> np.ndarray:
         items = character_hashes(text) if self.by_chars else normalised_word_hashes(text)
@@ -38,7 +39,10 @@ class MinHasher:
             shingles = np.zeros(1, dtype=np.uint64)
         signature = np.full(len(self.a), np.iinfo(np.uint64).max, dtype=np.uint64)
         for start in range(0, len(shingles), CHUNK):
-            block = shingles[start:start + CHUNK, None] * self.a + self.b
+            part = shingles[start:start + CHUNK, None]
+            block = self._block[:len(part)]
+            np.multiply(part, self.a, out=block)
+            np.add(block, self.b, out=block)
             np.minimum(signature, block.min(axis=0), out=signature)
         return signature
 
