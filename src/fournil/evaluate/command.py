@@ -23,6 +23,7 @@ from fournil.evaluate.report import markdown
 from fournil.evaluate.stage import select_tasks
 from fournil.evaluate.suite import language_scores, task_scores
 from fournil.evaluate.tasks import load_task
+from fournil.model.io import tokenizer_of
 
 
 def config_from_overrides(overrides: list[str]) -> EvaluateConfig:
@@ -153,7 +154,8 @@ def evaluate_folder(model_dir: Path, out: Path, config: EvaluateConfig, run_dir:
         for lang, docs in heldout_samples(corpus, languages, config.max_docs_per_language).items():
             texts.setdefault(lang, []).extend(docs)
     texts = {lang: docs[:config.max_docs_per_language] for lang, docs in texts.items()}
-    tok_dir = find_tokenizer_dir(Path(model_dir), tokenizer_dir or (run_dir / "tokenizer" if run_dir else None))
+    spoken = tokenizer_of(Path(model_dir), run_dir / "tokenizer") if run_dir else None  # the folder's own, else the run's
+    tok_dir = find_tokenizer_dir(Path(model_dir), tokenizer_dir or spoken)
     chat = is_chat_model(Path(model_dir), tok_dir) if chat is None else chat
     s = open_model(Path(model_dir), tok_dir, device)
     unigrams = _run_unigrams(run_dir, tok_dir, texts, s.tokenizer) if run_dir is not None else {}

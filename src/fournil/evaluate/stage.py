@@ -1,7 +1,8 @@
 """The evaluate stage: the run's model(s) on held-out documents, tasks and canaries.
 
 Reads train/final (and with `evaluate.checkpoints: all` every kept checkpoint, for curves over
-tokens seen), the tokenizer, the corpus's held-out documents and the mixture's token shards (for
+tokens seen), the tokenizer each model speaks (the run's; the sft model's own when `sft.init_from`
+brought one), the corpus's held-out documents and the mixture's token shards (for
 the unigram baseline) and canaries. The final model also runs `evaluate.harness_tasks` through
 lm-eval when their data is in the local datasets cache (harness/harness.json). Writes results.json
 and results.md.
@@ -22,7 +23,7 @@ from fournil.evaluate.report import markdown
 from fournil.evaluate.suite import language_scores, task_scores
 from fournil.evaluate.tasks import SHIPPED_DIR, Task, load_task
 from fournil.evaluate.unigram import Unigram
-from fournil.runs import StageContext
+from fournil.runs import StageContext, file_xxh3
 
 STEP_PREFIX = "step_"
 
@@ -88,13 +89,42 @@ def open_checkpoint(folder: Path, tokenizer, ids: dict[str, int], device: str) -
     return Scorable(model, tokenizer, int(model.config.context_length), ids["bos"], ids["eos"], "fournil")
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    from fournil.tokenizer import load, special_ids
+class Tokenizers:
+    """The tokenizer of each model folder (`fournil.model.io.tokenizer_of`), read once: a model tuned from
+    `sft.init_from` may speak another tokenizer than the run's checkpoints."""
 
+    def __init__(self, run_tokenizer: Path) -> None:
+        self.run_tokenizer, self._read = run_tokenizer, {}
+
+    def folder(self, model_dir: Path) -> Path:
+        from fournil.model.io import tokenizer_of
+
+        return tokenizer_of(model_dir, self.run_tokenizer)
+
+    def read(self, folder: Path) -> tuple[Any, dict[str, int | None]]:
+        """A tokenizer folder's `tokenizers.Tokenizer` and special ids."""
+        from fournil.model.hf import special_tokens
+        from fournil.tokenizer import load
+
+        if folder not in self._read:
+            self._read[folder] = load(folder), special_tokens(folder)
+        return self._read[folder]
+
+    def of(self, model_dir: Path) -> tuple[Any, dict[str, int | None]]:
+        """The tokenizer and special ids a model folder's texts are encoded with."""
+        return self.read(self.folder(model_dir))
+
+    def speaks_run_tokenizer(self, model_dir: Path) -> bool:
+        """Whether the model reads the run's token ids (those of the mixture's canaries)."""
+        return file_xxh3(self.folder(model_dir) / "tokenizer.json") == file_xxh3(self.run_tokenizer / "tokenizer.json")
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
     config: EvaluateConfig = ctx.recipe.evaluate
     languages = list(ctx.recipe.languages)
     tok_dir = ctx.input("tokenizer")
-    tokenizer, ids = load(tok_dir), special_ids(tok_dir)
+    spoken = Tokenizers(tok_dir)
+    tokenizer = spoken.read(tok_dir)[0]
     mixture_dir = ctx.input("mixture")
     texts = heldout_samples(ctx.input("corpus"), languages, config.max_docs_per_language)
     vocab = tokenizer.get_vocab_size()
@@ -111,7 +141,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         models.append(("sft", ctx.input("sft") / "final", tuned.get("steps"), (base[3] or 0) + (tuned.get("tokens") or 0)))
     for name, folder, step, tokens in models:
         ctx.log(f"[evaluate] {name} (step {step}, {tokens} tokens seen)")
-        s = open_checkpoint(folder, tokenizer, ids, config.device)
+        s = open_checkpoint(folder, *spoken.of(folder), config.device)
         results["checkpoints"].append({"name": name, "step": step, "tokens_seen": tokens,
                                        "per_language": language_scores(s, texts, unigram_bpb, config),
                                        "tasks": task_scores(s, tasks, config, ctx.log)})
@@ -124,13 +154,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
             ctx.log(f"[evaluate] lm-eval on {name}{' through its chat template' if chat else ''}: {', '.join(hub_ready)}")
             from fournil.model.io import pick_device
 
-            summary = run_harness(folder, hub_ready, ctx.out / "harness", tok_dir, config.num_fewshot, config.max_examples,
+            summary = run_harness(folder, hub_ready, ctx.out / "harness", spoken.folder(folder), config.num_fewshot, config.max_examples,
                                   config.batch_size, str(pick_device(config.device, "evaluate.device")), chat=chat,
                                   task_manager=task_manager)
             results["harness"]["version"] = summary["version"]
             results["checkpoints"][-1]["tasks"].update(task_results(summary, languages))
     canaries_path = mixture_dir / "canaries.json"
-    if config.memorisation and canaries_path.is_file():
+    if config.memorisation and canaries_path.is_file() and not spoken.speaks_run_tokenizer(models[-1][1]):
+        ctx.log("[evaluate] memorisation not measured: the tuned model speaks another tokenizer than the canaries were planted with")
+    elif config.memorisation and canaries_path.is_file():
         from fournil.evaluate.memorisation import controls, measure
 
         canaries = json.loads(canaries_path.read_text())
@@ -138,7 +170,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             results["memorisation"] = measure(final_scorable, canaries, controls(tokenizer, canaries, ctx.recipe.seed),
                                               results["checkpoints"][-1]["tokens_seen"], config.batch_size)
     if tuned.get("instruction_tuned"):
-        results["chat"] = _chat(ctx, config, tok_dir, languages, tasks)
+        results["chat"] = _chat(ctx, config, spoken.folder(ctx.input("sft") / "final"), languages, tasks)
     (ctx.out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str))
     (ctx.out / "results.md").write_text(markdown(results), encoding="utf-8")
     reference = config.reference.model_dump() if config.reference else None

@@ -136,6 +136,12 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> Llama:
     return model.eval()
 
 
+def tokenizer_of(model_dir: Path, run_tokenizer: Path) -> Path:
+    """The tokenizer folder a run's model speaks: the one its folder ships (the sft stage's `final/`, when the
+    `sft.init_from` folder brought its own), else the run's tokenizer stage folder."""
+    return model_dir if (Path(model_dir) / "tokenizer.json").is_file() else Path(run_tokenizer)
+
+
 def find_tokenizer(model_dir: Path) -> Path:
     """The tokenizer folder for a model folder: the folder itself (a Hugging Face export), or the run's
     `tokenizer/` stage folder above it (runs/<name>/train/final, runs/<name>/train/checkpoints/step_N)."""

@@ -26,13 +26,14 @@ def export_model(ctx: StageContext, records: Records) -> tuple[list[str] | None,
     why the model was not exported when transformers has no class that computes it: then the
     release holds fournil's own model folder (which `fournil generate`, `chat` and `evaluate` read)."""
     hf = importlib.import_module("fournil.model.hf")  # imported late: torch is only needed here
+    from fournil.model.io import tokenizer_of
 
     tuned = bool(records.figures("sft").instruction_tuned)
     stage = "sft" if tuned else "train"  # the chat model when the run tuned one, else the base model
     final = (records.dir(stage) or ctx.run_dir / stage) / "final"
     if not (final / "model.safetensors").is_file():
         raise FournilError(f"{final} has no model.safetensors: run `fournil {stage} RECIPE` again")
-    tokenizer = records.dir("tokenizer") or ctx.run_dir / "tokenizer"
+    tokenizer = tokenizer_of(final, records.dir("tokenizer") or ctx.run_dir / "tokenizer")
     try:
         hf.export_hf(final, tokenizer, ctx.out)
     except FournilError as why:
