@@ -27,6 +27,8 @@ class SftFigures(TrainFigures):
     instruction_tuned: bool | None = None
     init_from: str | None = None
     chat_template: str | None = None
+    tokenizer: str | None = None  # the folder whose tokenizer the model speaks: init_from's own, else the run's (shipped in final/)
+    added_tokens: list[str] | None = None  # the chat tokens it lacked, added with mean embeddings
     epochs: float | None = None  # passes over the training conversations the steps made (sft.max_steps can cut them short)
     sources: list[ConversationSourceFigures] | None = None
     per_language: dict[str, LanguageTuning] | None = None

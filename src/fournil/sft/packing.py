@@ -40,8 +40,10 @@ class Encoded:
 
 def encode(tokenizer, messages: list[dict], lang: int, source: str) -> Encoded | str:  # noqa: ANN001
     """The conversation's ids and mask, or the reason it is skipped. `tokenizer` turns special-token
-    strings into their tokens (fournil.tokenizer.load(..., special_strings_as_text=False))."""
-    if any(token in m["content"] for m in messages for token in SPECIAL_TOKENS):
+    strings into their tokens (fournil.tokenizer.load(..., special_strings_as_text=False)), so a content
+    holding one of fournil's or the tokenizer's own special tokens is skipped."""
+    specials = {*SPECIAL_TOKENS, *(t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special)}
+    if any(token in m["content"] for m in messages for token in specials):
         return "special_token_in_text"  # would forge a turn boundary
     text, spans = render(messages)
     encoding = tokenizer.encode(text, add_special_tokens=False)

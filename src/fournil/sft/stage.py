@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import Tokenizer
 
 from fournil.errors import FournilError
-from fournil.model.io import empty_model, load_model, save_model
-from fournil.runs import StageContext, file_sha256
+from fournil.model.hf import special_tokens
+from fournil.model.io import empty_model, load_model, model_config, save_model
+from fournil.runs import StageContext
 from fournil.sft.config import SftConfig
 from fournil.sft.conversations import read_conversations
 from fournil.sft.packing import IGNORE, ConversationSampler, Encoded, encode_all
-from fournil.tokenizer import load as load_tokenizer
-from fournil.tokenizer import special_ids
+from fournil.sft.tokenizer import add_chat_tokens, check_vocabulary, grow_vocabulary, read_tokenizer, ship, tokenizer_folder
+from fournil.tokenizer import IM_END
 from fournil.train.distributed import setup, teardown
 from fournil.train.stage import prepare
 from fournil.train.trainer import Trainer, accumulation_steps
@@ -32,18 +34,26 @@ from fournil.train.trainer import Trainer, accumulation_steps
 HELDOUT = "heldout.jsonl"
 
 
-def starting_model(ctx: StageContext, cfg: SftConfig, tokenizer_dir: Path) -> Path:
-    """The model folder to tune; one that brings a tokenizer must bring the run's own."""
+def starting_model(ctx: StageContext, cfg: SftConfig) -> Path:
+    """The model folder to tune: `sft.init_from`, else this run's pretrained model."""
     if not cfg.init_from:
         return ctx.input("train") / "final"
     folder = ctx.recipe.resolve(cfg.init_from)
     if not (folder / "config.json").is_file():
         raise FournilError(f"sft.init_from = {cfg.init_from!r}: {folder} holds no config.json; give a fournil or transformers model folder")
-    own = folder / "tokenizer.json"
-    if own.is_file() and file_sha256(own) != file_sha256(tokenizer_dir / "tokenizer.json"):
-        raise FournilError(f"sft.init_from: {folder} brings another tokenizer than this run's; train this run's tokenizer "
-                           f"from it (tokenizer.init) or tune a model made with the run's tokenizer")
     return folder
+
+
+def chat_tokenizer(ctx: StageContext, init: Path) -> tuple[Tokenizer, Path, list[int], int]:
+    """The tokenizer to tune `init` with (its folder's own, else the run's), with ChatML's tokens; the folder it comes
+    from, the ids added to it and the padding id (PAD, else EOS, else the end of a turn: padding is never a target)."""
+    source = tokenizer_folder(init, ctx.input("tokenizer"))
+    tokenizer = read_tokenizer(source)
+    check_vocabulary(tokenizer, source, init, model_config(init).vocab_size)
+    added = add_chat_tokens(tokenizer)
+    ids = special_tokens(source)
+    pad = next(i for i in (ids["pad"], ids["eos"], tokenizer.token_to_id(IM_END)) if i is not None)
+    return tokenizer, source, added, pad
 
 
 def heldout_loss(model: torch.nn.Module, heldout: list[Encoded], languages: list[str], device: torch.device) -> dict[str, float]:
@@ -76,16 +86,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.log("[sft] the recipe has no sft: section: nothing to tune")
         return {"instruction_tuned": False}
     languages = list(ctx.recipe.languages)
-    tokenizer_dir = ctx.input("tokenizer")
-    tokenizer = load_tokenizer(tokenizer_dir, special_strings_as_text=False)
-    pad = special_ids(tokenizer_dir)["pad"]
-    init = starting_model(ctx, cfg, tokenizer_dir)
+    init = starting_model(ctx, cfg)
+    tokenizer, source, added, pad = chat_tokenizer(ctx, init)
     topology = setup(cfg.device)
     try:
-        model = load_model(init, topology.device).train()
+        model = load_model(init, topology.device)
+        if added:
+            ctx.log(f"[sft] {source}: its tokenizer lacks {', '.join(tokenizer.id_to_token(i) for i in added)}; added, with mean embeddings")
+            model = grow_vocabulary(model, added)
+        model.train()
         config = model.config
-        if config.vocab_size < tokenizer.get_vocab_size():
-            raise FournilError(f"{init}: the model reads {config.vocab_size} token ids but the run's tokenizer has {tokenizer.get_vocab_size()}")
         sources, skipped = _read_sources(ctx, cfg, languages)
         unusable = Counter()
         train, owners, heldout = encode_all(tokenizer, sources, config.context_length, ctx.recipe.seed, cfg.heldout_fraction, unusable)
@@ -110,13 +120,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
             final = empty_model(config)
             final.load_state_dict(weights)
             save_model(final, ctx.out / "final")
+            if source != ctx.input("tokenizer"):  # a model tuned with the run's tokenizer reads it from the run, as train/final does
+                ship(tokenizer, source, added, ctx.out / "final")
             _write_heldout(ctx.out / HELDOUT, heldout, languages)
             scores = heldout_loss(final.to(topology.device), [c for c, _ in heldout], languages, topology.device)
             for lang, loss in scores.items():
                 figures["per_language"].setdefault(lang, {})["heldout_loss"] = loss
             for lang in figures["per_language"]:
                 figures["per_language"][lang]["heldout_conversations"] = sum(languages[c.lang] == lang for c, _ in heldout)
-        figures.update(instruction_tuned=True, init_from=str(init), chat_template="chatml",
+        figures.update(instruction_tuned=True, init_from=str(init), chat_template="chatml", tokenizer=str(source),
+                       added_tokens=[tokenizer.id_to_token(i) for i in added],
                        epochs=round(steps * rows_per_step / len(sampler.rows_of_epoch(0)), 3),
                        sources=_source_figures(cfg, train, owners, heldout, skipped),
                        padding_share=sampler.padding_share(), params=model.num_params(), model=config.to_dict(),
