@@ -68,6 +68,8 @@ def test_the_tuned_model_ships_the_folders_tokenizer_with_chatml_added(tuned, ll
     assert [t["content"] for t in after["added_tokens"] if t["special"]] == ["<s>", "</s>", *CHAT_TOKENS]
     figures = json.loads((tuned / "sft" / "manifest.json").read_text())["figures"]
     assert (figures["tokenizer"], figures["added_tokens"], figures["model"]["vocab_size"]) == (str(llama), list(CHAT_TOKENS), 402)
+    card = (tuned / "release" / "README.md").read_text(encoding="utf-8")
+    assert f"The model speaks the tokenizer of `{llama}`, with `{IM_START}`, `{IM_END}` added as special tokens" in card
 
 
 def test_the_release_loads_in_transformers_and_templates_the_trained_ids(tuned):
@@ -135,6 +137,22 @@ def test_the_gguf_carries_the_tuned_tokenizer(tuned):
     tokens = field("tokenizer.ggml.tokens")
     assert len(tokens) == 402 and tokens[400:] == list(CHAT_TOKENS) and tokens[1] == "</s>"
     assert field("tokenizer.ggml.eos_token_id") == [1] and field("tokenizer.chat_template") == [CHAT_TEMPLATE]
+
+
+def test_a_release_that_has_chatml_is_tuned_with_its_tokenizer_as_is(baked, tmp_path):
+    from fournil.model.io import tokenizer_of
+    from fournil.tokenizer.chat import CHAT_TEMPLATE
+
+    run_dir = copy_run(baked, tmp_path, ("tokenizer", "train"))
+    manifest = run_stage(load_recipe(MINI, [f"sft.init_from={baked / 'release'}"]), run_dir, "sft", log=lambda message: None)
+    final = run_dir / "sft" / "final"
+    assert manifest["figures"]["added_tokens"] == [] and manifest["figures"]["model"]["vocab_size"] == 1024
+    assert (final / "tokenizer.json").read_bytes() == (baked / "release" / "tokenizer.json").read_bytes()
+    assert json.loads((final / "tokenizer_config.json").read_text())["chat_template"] == CHAT_TEMPLATE
+    assert tokenizer_of(final, run_dir / "tokenizer") == final
+    # tuned from the run's own model, the sft model reads the run's tokenizer, as before
+    assert not (baked / "sft" / "final" / "tokenizer.json").exists()
+    assert tokenizer_of(baked / "sft" / "final", baked / "tokenizer") == baked / "tokenizer"
 
 
 def test_tied_embeddings_grow_once_with_mean_rows():

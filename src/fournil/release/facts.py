@@ -364,6 +364,8 @@ def sft_facts(records: Records, recipe) -> dict:
         "tuned": bool(sf.instruction_tuned),
         "init_from": sf.init_from if recipe.sft and recipe.sft.init_from else None,  # None: this run's base model
         "template": sf.chat_template,
+        "own_tokenizer": sf.tokenizer if sf.tokenizer and sf.tokenizer == sf.init_from else None,  # None: the run's tokenizer
+        "added_tokens": sf.added_tokens or [],
         "epochs": sf.epochs,
         "steps": sf.steps,
         "tokens": sf.tokens,

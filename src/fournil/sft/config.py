@@ -28,7 +28,8 @@ class ConversationSource(Section):
 
 class SftConfig(TrainConfig):
     init_from: str | None = Field(None, description="a model folder to tune (a fournil release or model folder, or a transformers "
-                                                    "Llama folder with the run's tokenizer); default: this run's pretrained train/final")
+                                                    "Llama folder), with the tokenizer it brings (ChatML's tokens added if it lacks "
+                                                    "them), else the run's; default: this run's pretrained train/final")
     sources: list[ConversationSource] = Field(min_length=1)
     epochs: float = Field(3.0, gt=0, description="passes over the training conversations (TeenyTinyLlama-Chat: 3); sets max_steps")
     max_steps: int | None = Field(None, ge=1, description="optimiser steps; default: what `epochs` takes")

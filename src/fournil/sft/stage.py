@@ -4,7 +4,8 @@ The recipe's conversations are read, checked and tokenised in the chat format; a
 them is held out (written to `heldout.jsonl` for the evaluate stage's chat scores). The rest are
 packed and trained on with the loss on assistant tokens only, by `fournil.train.trainer.Trainer`:
 checkpoints, exact resume, the spike guard, per-language loss, energy and DDP/FSDP2 come with it.
-The tuned model goes to `final/`. Without an `sft:` section the stage records that nothing was tuned.
+The tuned model goes to `final/`, with the tokenizer it speaks when `sft.init_from` brought its own
+(`fournil.sft.tokenizer`). Without an `sft:` section the stage records that nothing was tuned.
 """
 
 from __future__ import annotations

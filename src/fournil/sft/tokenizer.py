@@ -28,7 +28,7 @@ from fournil.tokenizer import CHAT_TOKENS
 from fournil.tokenizer.chat import CHAT_TEMPLATE
 
 TOKENIZER, SETTINGS = TOKENIZER_FILES[:2]
-SLOW_TOKENIZER_FILES = ("tokenizer.model", "vocab.json", "tokenizer_config.json")
+SLOW_TOKENIZER_FILES = ("tokenizer.model", "vocab.json", "tokenizer_config.json")  # a tokenizer saved without tokenizer.json
 
 
 def tokenizer_folder(init: Path, run_tokenizer: Path) -> Path:
