@@ -359,6 +359,23 @@ def test_instruction_data_rewritten_in_place_reruns_sft_alone(minimal_recipe_dat
     assert [s for s in runs.STAGE_NAMES if after[s] != before[s]] == ["sft", "evaluate", "release"]
 
 
+def test_a_model_folder_rewritten_under_sft_init_from_reruns_sft_alone(minimal_recipe_data, tmp_path):
+    """The folder `sft.init_from` names is fingerprinted by its files' listing: a new checkpoint saved over it retunes."""
+    folder = tmp_path / "base"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Bonjour"}, {"role": "assistant", "content": "Salut"}]}) + "\n")
+    recipe = parse_recipe({**minimal_recipe_data, "sft": {"init_from": str(folder), "sources": [
+        {"name": "chat", "path": str(data), "lang": "fr", "license": "CC-BY-4.0"}]}}, tmp_path)
+    before = runs.planned_fingerprints(recipe)
+    assert runs.planned_fingerprints(recipe) == before
+    (folder / "model.safetensors").write_bytes(b"new weights")
+    after = runs.planned_fingerprints(recipe)
+    assert [s for s in runs.STAGE_NAMES if after[s] != before[s]] == ["sft", "evaluate", "release"]
+
+
 def test_raw_text_and_evaluation_sets_rewritten_under_the_same_paths_rerun_the_stages_that_read_them(minimal_recipe_data, tmp_path):
     """A corpus source is fingerprinted by its files' listing (path, size, mtime), a parallel file and an
     evaluation set by their content: new data under an old path is not mistaken for the work already done."""

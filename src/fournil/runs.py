@@ -298,6 +298,9 @@ def _with_data_digests(view: dict, recipe: Recipe, fields: tuple[str, ...]) -> d
         for item in view["sft"]["sources"]:  # data rewritten in place (`fournil instruct generate`) reruns sft
             path = Path(item["path"])
             item["xxh3_128"] = file_xxh3(path) if path.is_file() else None  # a missing file: the stage says so
+        if view["sft"].get("init_from"):  # a model folder replaced under the same path (a new checkpoint) is tuned again
+            folder = recipe.resolve(view["sft"]["init_from"])
+            view["sft"]["init_from_listing_xxh3"] = listing_xxh3(sorted(p for p in folder.rglob("*") if p.is_file()))
     if "sources" in fields:
         for item, source in zip(view["sources"], recipe.sources):
             item["listing_xxh3"] = listing_xxh3(recipe.source_files(source))
