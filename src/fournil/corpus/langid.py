@@ -88,14 +88,22 @@ class Py3LangId:
             np.take(self._next_base, index, out=base[:k])
             at += k
         starts = np.cumsum(reading) - reading
-        owner = np.arange(len(visited), dtype=np.int64) - np.repeat(starts, reading)  # visited[at + i] belongs to text i
         features = self._feature_at[visited]
         hit = features >= 0
-        # py3langid's feature vectors as a sparse [text, feature] matrix of counts (csr sums repeated pairs)
-        counts = scipy.sparse.coo_matrix((np.ones(int(hit.sum())), (owner[hit], features[hit])), shape=(n, len(self._weights))).tocsr()
-        np.log1p(counts.data, out=counts.data)
+        # py3langid's feature vectors as a sparse [text, feature] matrix of log1p(counts): one sort of
+        # text × feature keys (numpy's vectorised sort) finds the repeated pairs and orders the rows
+        n_features = len(self._weights)
+        key_type = np.int32 if n * n_features < 2**31 else np.int64
+        owner = np.arange(len(visited), dtype=key_type) - np.repeat(starts, reading).astype(key_type)  # visited[at + i] belongs to text i
+        keys = (owner * key_type(n_features) + features)[hit]
+        keys.sort()
+        first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+        repeats = np.diff(np.append(first, len(keys))).astype(np.float64)
+        distinct = keys[first]
+        indptr = np.searchsorted(distinct, np.arange(n + 1, dtype=np.int64) * n_features)
+        counts = scipy.sparse.csr_matrix((np.log1p(repeats), distinct % key_type(n_features), indptr), shape=(n, n_features))
         scores = (counts @ self._weights).astype(np.float32)
-        has_features = np.diff(counts.indptr) > 0
+        has_features = np.diff(indptr) > 0
         scores[has_features] += self._prior  # a featureless text scores 0 everywhere: uniform, as py3langid
         scores *= (1.0 / np.sqrt(np.maximum(lengths, 1))).astype(np.float32)[:, None]
         np.exp(scores - scores.max(axis=1, keepdims=True), out=scores)
