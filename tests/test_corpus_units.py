@@ -291,3 +291,17 @@ def test_shards_written_as_documents_come_are_write_documents_bytes_and_hold_no_
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 200_000
+
+
+def test_decontaminator_finds_one_shared_ngram_through_its_bit_table(tmp_path):
+    """One 13-word overlap names its benchmark (the bit table lets every candidate through); 12 words are not enough."""
+    from fournil.corpus.decontaminate import Decontaminator
+
+    words = "le chat noir dort sur le canapé rouge du salon pendant que la pluie tombe".split()
+    (tmp_path / "quiz.tsv").write_text("id\tquestion\n1\tQuelle heure est-il à Paris ce soir ?\n")
+    (tmp_path / "flores.tsv").write_text("id\tsentence\n1\t" + " ".join(words) + "\n")
+    checker = Decontaminator([tmp_path / "quiz.tsv", tmp_path / "flores.tsv"], 13)
+    filler = "Un texte ordinaire qui parle d'autre chose, de cuisine et de jardins. " * 20
+    assert checker.benchmark(filler + " ".join(words[1:14]).upper() + "! " + filler) == "flores"
+    assert checker.benchmark(filler + " ".join(words[:12]) + " " + filler) is None
+    assert checker.benchmark(filler) is None and checker.benchmark("") is None
