@@ -8,10 +8,12 @@ killed mid-write leaves at most one leftover per file, which the next write of t
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 
 def _umask() -> int:
@@ -46,3 +48,8 @@ def write_text(path: Path, text: str) -> None:
     """`path.write_text(text)` (UTF-8), atomically."""
     with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, data: Any, indent: int | None = None) -> None:
+    """`data` as UTF-8 JSON (non-ASCII kept as is), atomically."""
+    write_text(path, json.dumps(data, indent=indent, ensure_ascii=False))

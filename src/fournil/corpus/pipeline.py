@@ -22,7 +22,7 @@ import xxhash
 import zstandard
 from datatrove.pipeline.base import PipelineStep
 
-from fournil.atomic import replacing, write_text
+from fournil.atomic import replacing, write_json
 from fournil.corpus.dedup import MinHasher, UnionFind, choose, exact_key
 from fournil.corpus.documents import ShardWriter, read_documents
 from fournil.corpus.ledger import Ledger
@@ -37,10 +37,6 @@ def is_heldout(doc_id: str, seed: int, fraction: float) -> bool:
     """Held out by document key, so every language's copy of a document lands on the same side."""
     key = doc_id.split("#")[0]
     return xxhash.xxh3_64_intdigest(f"{seed}/{key}".encode("utf-8", "surrogatepass")) < fraction * 2**64
-
-
-def _write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, ensure_ascii=False))
 
 
 class _Writers:
@@ -92,7 +88,7 @@ class CurateFiles(PipelineStep):
             writers = _Writers(work / "pass1", rank, files)
             for doc in chain(documents(), steps):
                 writers.write({"id": doc.id, "text": doc.text, **doc.metadata})
-        _write_json(work / "ledgers" / f"pass1-{rank:05d}.json", ledger.to_dict())
+        write_json(work / "ledgers" / f"pass1-{rank:05d}.json", ledger.to_dict())
         return
         yield  # a generator, as datatrove expects
 
@@ -194,6 +190,6 @@ class DedupLanguage(PipelineStep):
                 if key not in shards:
                     shards[key] = writers.enter_context(ShardWriter(out / split / lang / doc["source"], plan["shard_documents"]))
                 shards[key].write(record)
-        _write_json(work / "ledgers" / f"pass2-{lang}.json", {"ledger": ledger.to_dict(), "figures": figures})
+        write_json(work / "ledgers" / f"pass2-{lang}.json", {"ledger": ledger.to_dict(), "figures": figures})
         return
         yield

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from fournil.atomic import write_text
+from fournil.atomic import write_json
 from fournil.corpus.documents import document_files, iter_documents
 from fournil.errors import FournilError
 from fournil.executors import completed, keep_logs, make_executor, run_executor
@@ -40,10 +40,6 @@ def _done(stem: Path, sha: str) -> dict | None:
     except FournilError:
         return None
     return header if header["tokenizer_sha256"] == sha and stem.with_suffix(".bin").is_file() else None
-
-
-def _write_json(path: Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def encoding_tasks(ctx: StageContext, corpus_dir: Path) -> tuple[list[dict], list[dict]]:
@@ -131,8 +127,8 @@ def run(ctx: StageContext) -> dict:
         "seed": recipe.seed, "eos_id": eos, "vocab_size": vocab_size, "dtype": base["dtype"], "tokenizer_sha256": sha,
         "canary_slot": slot_size([c["length"] for c in canaries]) if canaries else None,
     })
-    _write_json(ctx.out / "plan.json", plan)
-    _write_json(ctx.out / "canaries.json", canaries)
+    write_json(ctx.out / "plan.json", plan, indent=2)
+    write_json(ctx.out / "canaries.json", canaries, indent=2)
     ctx.log(f"[mixture] plan for {budget:,} training tokens:\n{table(plan)}")
     planted = sum(c["repeats"] * (c["length"] + 2) for c in canaries)
     if planted > 0.01 * budget:
