@@ -85,6 +85,24 @@ def test_settings_are_per_language_and_fallback_is_not_english():
     assert QualityRules(en).check(text) == "gopher_too_few_stopwords"
 
 
+def test_the_stopword_rule_counts_repeats_and_any_case():
+    """Two stopwords pass the rule whether they are two distinct words, one word twice or capitalised (the
+    text then fails a later rule); one does not."""
+    rng = random.Random(1)
+    syllables = ["ha", "ba", "ri", "ya", "su", "bu", "hi", "ra", "fi", "ki", "ngu", "mpe", "ndwa", "ne", "no", "ji"]
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(2, 4))) for _ in range(120)]
+    rules = QualityRules(load_settings("en"))
+
+    def text(*stopwords):
+        placed = words[:40] + list(stopwords) + words[40:]
+        return " ".join(w + ("." if i % 10 == 9 else "") for i, w in enumerate(placed))
+
+    for kept in (("the", "of"), ("the", "the"), ("The", "Of"), ("THE", "and")):
+        assert rules.check(text(*kept)) == "fineweb_line_punctuation", kept
+    for dropped in (("the",), ("The",), ("them", "often")):
+        assert rules.check(text(*dropped)) == "gopher_too_few_stopwords", dropped
+
+
 def test_repetition_rules_catch_repeated_text():
     rules = QualityRules(load_settings("fr"))
     assert rules.check("\n\n".join(["Le chat dort sur le tapis rouge de la maison."] * 20)) == "gopher_dup_paragraphs"

@@ -66,16 +66,16 @@ class Repetition:
     document at a time would cost.
     """
 
-    def __init__(self, documents: list[list[str]], top_ns: set[int], dup_ns: set[int]):
+    def __init__(self, documents: list[list[str]], lengths: list[list[int]], top_ns: set[int], dup_ns: set[int]):
+        """`lengths`: each document's word lengths in characters (the quality rules have them already)."""
         sizes = list(map(len, documents))
         words = sum(sizes)
         offsets = np.zeros(len(documents) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         self.ids = np.fromiter(chain.from_iterable(map({}.setdefault, d, count(o)) for d, o in zip(documents, offsets.tolist())),
                                dtype=np.int64, count=words)
-        lengths = np.fromiter(map(len, chain.from_iterable(documents)), dtype=np.int64, count=words)
         self.chars = np.zeros(words + 1, dtype=np.int64)  # characters before each word
-        np.cumsum(lengths, out=self.chars[1:])
+        np.cumsum(np.fromiter(chain.from_iterable(lengths), dtype=np.int64, count=words), out=self.chars[1:])
         self.totals = (self.chars[offsets[1:]] - self.chars[offsets[:-1]]).tolist()
         self.offsets, self.words, self.documents = offsets, words, len(documents)
         self.doc_of = np.repeat(np.arange(len(documents)), sizes)
@@ -181,7 +181,8 @@ class QualityRules:
         if n_words < s["min_doc_words"]:  # fewer non-symbol words still
             return "gopher_too_few_words"
         # word classes are decided once per distinct word (most are all letters), then counted over all words in C
-        no_letter = set(filterfalse(HAS_ALPHA, filterfalse(str.isalpha, set(words))))
+        distinct = set(words)
+        no_letter = set(filterfalse(HAS_ALPHA, filterfalse(str.isalpha, distinct)))
         symbols = set(filterfalse(HAS_ALNUM, no_letter))
         n_symbols = sum(map(symbols.__contains__, words)) if symbols else 0
         n_non_symbol = n_words - n_symbols
@@ -189,8 +190,9 @@ class QualityRules:
             return "gopher_too_few_words"
         if n_non_symbol > s["max_doc_words"]:
             return "gopher_too_many_words"
+        lengths = list(map(len, words))
         if not self.by_chars:
-            mean = (sum(map(len, words)) - sum(map(len, filter(symbols.__contains__, words)))) / n_non_symbol
+            mean = (sum(lengths) - (sum(map(len, filter(symbols.__contains__, words))) if symbols else 0)) / n_non_symbol
             if mean < s["min_avg_word_length"]:
                 return "gopher_short_words"
             if mean > s["max_avg_word_length"]:
@@ -205,7 +207,7 @@ class QualityRules:
             return "gopher_ellipsis_lines"
         if (n_words - (sum(map(no_letter.__contains__, words)) if no_letter else 0)) / n_words < s["max_non_alpha_words_ratio"]:
             return "gopher_non_alpha_words"
-        if s.get("min_stop_words", 0) and self._stopwords(words) < s["min_stop_words"]:
+        if s.get("min_stop_words", 0) and not self._enough_stopwords(words, distinct):
             return "gopher_too_few_stopwords"
         # Gopher repetition: paragraphs, lines (n-grams follow, for a batch of documents at once)
         frac, chars = _duplicate_fractions(list(filter(str.strip, text.split("\n\n"))))
@@ -218,7 +220,7 @@ class QualityRules:
             return "gopher_dup_lines"
         if dup_line_chars > s["dup_line_char_frac"]:
             return "gopher_dup_line_chars"
-        return words, stripped, dup_line_chars
+        return words, lengths, stripped, dup_line_chars
 
     def _finish(self, text: str, words: list[str], stripped: list[str], dup_line_chars: float,
                 repetition: Repetition, d: int) -> str | None:
@@ -253,10 +255,14 @@ class QualityRules:
             return "fineweb_list_ratio"
         return None
 
-    def _stopwords(self, words: list[str]) -> int:
-        """Stopwords among the words, case-insensitive (the exact-case count is enough for most documents)."""
-        exact = sum(map(self.stopwords.__contains__, words))
-        return exact if exact >= self.s["min_stop_words"] else sum(map(self.stopwords.__contains__, map(str.lower, words)))
+    def _enough_stopwords(self, words: list[str], distinct: set[str]) -> bool:
+        """At least `min_stop_words` stopwords among the words, case-insensitive. Counted only as far as
+        needed: as many distinct ones (a lookup per stopword) settle most documents, then the exact-case
+        count, then the lower-cased one."""
+        need = self.s["min_stop_words"]
+        if len(self.stopwords.intersection(distinct)) >= need or sum(map(self.stopwords.__contains__, words)) >= need:
+            return True
+        return sum(map(self.stopwords.__contains__, map(str.lower, words))) >= need
 
 
 def check_documents(items: list[tuple[QualityRules, str]], max_words: int = 1 << 19) -> list[str | None]:
@@ -277,8 +283,8 @@ def check_documents(items: list[tuple[QualityRules, str]], max_words: int = 1 <<
         batch, waiting = waiting[:k], waiting[k:]
         top_ns = set().union(*(items[i][0].top_ns for i, _ in batch))
         dup_ns = set().union(*(items[i][0].dup_ns for i, _ in batch))
-        repetition = Repetition([words for _, (words, _, _) in batch], top_ns, dup_ns)
-        for d, (i, (words, stripped, dup_line_chars)) in enumerate(batch):
+        repetition = Repetition([found[0] for _, found in batch], [found[1] for _, found in batch], top_ns, dup_ns)
+        for d, (i, (words, _, stripped, dup_line_chars)) in enumerate(batch):
             rules, text = items[i]
             reasons[i] = rules._finish(text, words, stripped, dup_line_chars, repetition, d)
     return reasons
