@@ -66,19 +66,18 @@ class Repetition:
     document at a time would cost.
     """
 
-    def __init__(self, documents: list[list[str]], lengths: list[list[int]], top_ns: set[int], dup_ns: set[int]):
-        """`lengths`: each document's word lengths in characters (the quality rules have them already)."""
-        sizes = list(map(len, documents))
+    def __init__(self, firsts: list[np.ndarray], lengths: list[list[int]], top_ns: set[int], dup_ns: set[int]):
+        """Per document, each word's first position in it (`first_positions`) and each word's length in characters."""
+        sizes = list(map(len, firsts))
         words = sum(sizes)
-        offsets = np.zeros(len(documents) + 1, dtype=np.int64)
+        offsets = np.zeros(len(firsts) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        self.ids = np.fromiter(chain.from_iterable(map({}.setdefault, d, count(o)) for d, o in zip(documents, offsets.tolist())),
-                               dtype=np.int64, count=words)
+        self.ids = np.concatenate(firsts) + np.repeat(offsets[:-1], sizes)
         self.chars = np.zeros(words + 1, dtype=np.int64)  # characters before each word
         np.cumsum(np.fromiter(chain.from_iterable(lengths), dtype=np.int64, count=words), out=self.chars[1:])
         self.totals = (self.chars[offsets[1:]] - self.chars[offsets[:-1]]).tolist()
-        self.offsets, self.words, self.documents = offsets, words, len(documents)
-        self.doc_of = np.repeat(np.arange(len(documents)), sizes)
+        self.offsets, self.words, self.documents = offsets, words, len(firsts)
+        self.doc_of = np.repeat(np.arange(len(firsts)), sizes)
         self.bits = max(1, words.bit_length())
         self.packed = 3 * self.bits <= 62  # an id (< words²) and a position fit in one int64 key
         self.top: dict[int, tuple[list[int], list[int]]] = {}  # n → per document (count, characters)
@@ -149,6 +148,12 @@ class Repetition:
         return (np.bincount(docs, minlength=self.documents) > 0).tolist(), covered.tolist()
 
 
+def first_positions(words: list[str]) -> tuple[dict[str, int], np.ndarray]:
+    """Each distinct word's first position, and each word's: an exact id, with no hash, in one pass."""
+    first: dict[str, int] = {}
+    return first, np.fromiter(map(first.setdefault, words, count()), dtype=np.int64, count=len(words))
+
+
 def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
     """Share of items that repeat an earlier one, and share of characters in them."""
     distinct = set(items)
@@ -180,11 +185,12 @@ class QualityRules:
         n_words = len(words)
         if n_words < s["min_doc_words"]:  # fewer non-symbol words still
             return "gopher_too_few_words"
-        # word classes are decided once per distinct word (most are all letters), then counted over all words in C
-        distinct = set(words)
-        no_letter = set(filterfalse(HAS_ALPHA, filterfalse(str.isalpha, distinct)))
-        symbols = set(filterfalse(HAS_ALNUM, no_letter))
-        n_symbols = sum(map(symbols.__contains__, words)) if symbols else 0
+        first, firsts = first_positions(words)
+        occurs = np.bincount(firsts, minlength=n_words)  # at each word's first position, how often it occurs
+        # word classes are decided once per distinct word (most are all letters), counted by their occurrences
+        no_letter = [first[w] for w in filterfalse(HAS_ALPHA, filterfalse(str.isalpha, first))]
+        symbols = [i for i in no_letter if not HAS_ALNUM(words[i])]
+        n_symbols = int(occurs[symbols].sum())
         n_non_symbol = n_words - n_symbols
         if n_non_symbol < s["min_doc_words"]:
             return "gopher_too_few_words"
@@ -192,7 +198,7 @@ class QualityRules:
             return "gopher_too_many_words"
         lengths = list(map(len, words))
         if not self.by_chars:
-            mean = (sum(lengths) - (sum(map(len, filter(symbols.__contains__, words))) if symbols else 0)) / n_non_symbol
+            mean = (sum(lengths) - sum(lengths[i] * int(occurs[i]) for i in symbols)) / n_non_symbol
             if mean < s["min_avg_word_length"]:
                 return "gopher_short_words"
             if mean > s["max_avg_word_length"]:
@@ -205,9 +211,9 @@ class QualityRules:
             return "gopher_bullet_lines"
         if sum(map(str.endswith, stripped, repeat(("...", "…")))) / lines > s["max_ellipsis_lines_ratio"]:
             return "gopher_ellipsis_lines"
-        if (n_words - (sum(map(no_letter.__contains__, words)) if no_letter else 0)) / n_words < s["max_non_alpha_words_ratio"]:
+        if (n_words - int(occurs[no_letter].sum())) / n_words < s["max_non_alpha_words_ratio"]:
             return "gopher_non_alpha_words"
-        if s.get("min_stop_words", 0) and not self._enough_stopwords(words, distinct):
+        if s.get("min_stop_words", 0) and not self._enough_stopwords(words, first, occurs):
             return "gopher_too_few_stopwords"
         # Gopher repetition: paragraphs, lines (n-grams follow, for a batch of documents at once)
         frac, chars = _duplicate_fractions(list(filter(str.strip, text.split("\n\n"))))
@@ -220,7 +226,7 @@ class QualityRules:
             return "gopher_dup_lines"
         if dup_line_chars > s["dup_line_char_frac"]:
             return "gopher_dup_line_chars"
-        return words, lengths, stripped, dup_line_chars
+        return words, (firsts, lengths), stripped, dup_line_chars
 
     def _finish(self, text: str, words: list[str], stripped: list[str], dup_line_chars: float,
                 repetition: Repetition, d: int) -> str | None:
@@ -255,12 +261,11 @@ class QualityRules:
             return "fineweb_list_ratio"
         return None
 
-    def _enough_stopwords(self, words: list[str], distinct: set[str]) -> bool:
-        """At least `min_stop_words` stopwords among the words, case-insensitive. Counted only as far as
-        needed: as many distinct ones (a lookup per stopword) settle most documents, then the exact-case
-        count, then the lower-cased one."""
+    def _enough_stopwords(self, words: list[str], first: dict[str, int], occurs: np.ndarray) -> bool:
+        """At least `min_stop_words` stopwords among the words, case-insensitive: the exact-case count (a
+        lookup per stopword) settles most documents, the lower-cased words the others."""
         need = self.s["min_stop_words"]
-        if len(self.stopwords.intersection(distinct)) >= need or sum(map(self.stopwords.__contains__, words)) >= need:
+        if int(occurs[[first[w] for w in self.stopwords if w in first]].sum()) >= need:
             return True
         return sum(map(self.stopwords.__contains__, map(str.lower, words))) >= need
 
@@ -283,7 +288,7 @@ def check_documents(items: list[tuple[QualityRules, str]], max_words: int = 1 <<
         batch, waiting = waiting[:k], waiting[k:]
         top_ns = set().union(*(items[i][0].top_ns for i, _ in batch))
         dup_ns = set().union(*(items[i][0].dup_ns for i, _ in batch))
-        repetition = Repetition([found[0] for _, found in batch], [found[1] for _, found in batch], top_ns, dup_ns)
+        repetition = Repetition(*zip(*(found[1] for _, found in batch)), top_ns, dup_ns)
         for d, (i, (words, _, stripped, dup_line_chars)) in enumerate(batch):
             rules, text = items[i]
             reasons[i] = rules._finish(text, words, stripped, dup_line_chars, repetition, d)
