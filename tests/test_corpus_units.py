@@ -323,3 +323,26 @@ def test_decontaminator_finds_one_shared_ngram_through_its_bit_table(tmp_path):
     assert checker.benchmark(filler + " ".join(words[1:14]).upper() + "! " + filler) == "flores"
     assert checker.benchmark(filler + " ".join(words[:12]) + " " + filler) is None
     assert checker.benchmark(filler) is None and checker.benchmark("") is None
+
+
+def test_a_corpus_step_counts_every_document_in_its_ledger_and_in_datatrove_stats():
+    """Stats are updated a batch at a time; their totals still match the documents, over several batches."""
+    from datatrove.data import Document
+
+    from fournil.corpus.steps import CorpusStep
+
+    class DropOdd(CorpusStep):
+        name = "drop_odd"
+
+        def filter(self, doc):
+            doc.text = doc.text.upper()
+            return (False, "odd") if int(doc.id) % 2 else True
+
+    docs = [Document(text="abc" * (i % 7 + 1), id=str(i), metadata={"lang": "fr", "source": "s"}) for i in range(1300)]
+    step = DropOdd()
+    kept = list(step.run(iter(docs)))
+    assert [d.id for d in kept] == [str(i) for i in range(0, 1300, 2)] and kept[0].text == "ABC"
+    stats = step.stats
+    assert (stats["total"].total, stats["forwarded"].total, stats["dropped"].total, stats["dropped_odd"].total) == (1300, 650, 650, 650)
+    entry = step.ledger.to_dict()["steps"]["drop_odd"]["fr"]["s"]
+    assert entry["read"][0] == 1300 and entry["kept"][0] == 650 and entry["dropped"]["odd"][0] == 650

@@ -8,6 +8,7 @@ Documents carry `lang`, `source`, `category`, `license` and `priority` in their 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,19 +37,29 @@ class CorpusStep(BaseFilter):
         self.ledger = ledger or Ledger()
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for doc in data:
-            lang, source, chars = doc.metadata["lang"], doc.metadata["source"], len(doc.text)
-            self.ledger.read(self.name, lang, source, chars)
-            self.stat_update("total")
-            with self.track_time():
-                keep, reason = get_filter_result(self.filter(doc))
-            if keep:
-                self.ledger.keep(self.name, lang, source, len(doc.text))
-                self.stat_update("forwarded")
-                yield doc
-            else:
-                self.ledger.drop(self.name, lang, source, chars, reason or "dropped", doc.id, doc.text)
-                self.stat_update("dropped", f"dropped_{reason}")
+        for batch in batches(data):
+            sizes = [len(doc.text) for doc in batch]  # before `filter`, which may rewrite the text
+            with self.track_time("batch"):
+                results = [get_filter_result(self.filter(doc)) for doc in batch]
+            dropped = Counter()
+            for doc, chars, (keep, reason) in zip(batch, sizes, results):
+                lang, source = doc.metadata["lang"], doc.metadata["source"]
+                self.ledger.read(self.name, lang, source, chars)
+                if keep:
+                    self.ledger.keep(self.name, lang, source, len(doc.text))
+                    yield doc
+                else:
+                    self.ledger.drop(self.name, lang, source, chars, reason or "dropped", doc.id, doc.text)
+                    dropped[reason] += 1
+            self.count_outcomes(len(batch), dropped)
+
+    def count_outcomes(self, total: int, dropped: Counter) -> None:
+        """datatrove's stats of a batch at once (one update per figure, not per document: they cost more than most filters)."""
+        self.stat_update("total", value=total, unit="batch")
+        self.stat_update("forwarded", value=total - sum(dropped.values()), unit="batch")
+        self.stat_update("dropped", value=sum(dropped.values()), unit="batch")
+        for reason, n in dropped.items():
+            self.stat_update(f"dropped_{reason}", value=n, unit="batch")
 
 
 class Normalise(CorpusStep):
@@ -162,17 +173,17 @@ class QualityFilter(CorpusStep):
         for batch in batches(data):
             with self.track_time():
                 reasons = self._reasons(batch)
+            dropped = Counter()
             for doc, reason in zip(batch, reasons):
                 lang, source, chars = doc.metadata["lang"], doc.metadata["source"], len(doc.text)
                 self.ledger.read(self.name, lang, source, chars)
-                self.stat_update("total")
                 if reason is None:
                     self.ledger.keep(self.name, lang, source, chars)
-                    self.stat_update("forwarded")
                     yield doc
                 else:
                     self.ledger.drop(self.name, lang, source, chars, reason, doc.id, doc.text)
-                    self.stat_update("dropped", f"dropped_{reason}")
+                    dropped[reason] += 1
+            self.count_outcomes(len(batch), dropped)
 
 
 class HarmfulFilter(CorpusStep):
