@@ -152,7 +152,7 @@ def index_bytes_per_document(texts: list[str]) -> float:
     tracemalloc.start()
     start = tracemalloc.get_traced_memory()[0]
     exact, priorities, lengths, sources, copies = {}, [], [], [], []
-    bands: list[dict[bytes, int]] = [{} for _ in range(cfg.buckets)]
+    bands: list[dict[int, int]] = [{} for _ in range(cfg.buckets)]
     clusters = UnionFind(len(texts))
     for i, (text, key) in enumerate(zip(texts, keys)):
         exact[key] = i
@@ -160,7 +160,7 @@ def index_bytes_per_document(texts: list[str]) -> float:
         lengths.append(len(text))
         sources.append("source")
         copies.append(1)
-        for band, band_key in zip(bands, hasher.band_keys(signatures[i])):  # keys made here, as pass 2 makes them
+        for band, band_key in zip(bands, hasher.band_keys(signatures[i])):  # keys made here, as pass 2 reads them from pass 1
             band.setdefault(band_key, i)
     cluster_size = {i: 1 for i in range(len(texts))}
     held = tracemalloc.get_traced_memory()[0] - start

@@ -1,7 +1,8 @@
 """The two passes of curation as datatrove pipeline steps, run by a datatrove executor.
 
 Pass 1 (one task per group of input files): read → normalise → language ID and paragraph
-routing → quality → PII → decontamination, written per (language, source) under `work/pass1/`.
+routing → quality → PII → decontamination → MinHash band keys, written per (language, source)
+under `work/pass1/`.
 Routing sends text from any input to any language, so deduplication waits for pass 1 to finish.
 Pass 2 (one task per language): exact then MinHash dedup across that language's sources,
 held-out split by document key, final shards. Pass 2 reads a language's documents in the order of
@@ -30,13 +31,30 @@ from fournil.corpus.readers import SourceReader
 from fournil.corpus.steps import Decontaminate, HarmfulFilter, LanguageID, Normalise, QualityFilter, ScrubPII, chain
 
 OUTPUT_FIELDS = ("id", "text", "lang", "source", "category", "license")
-INTERNAL_FIELDS = ("priority", "order")  # pass 1 → pass 2 only: the source's priority, the document's order key
+BANDS = "minhash_bands"
+INTERNAL_FIELDS = ("priority", "order", BANDS)  # pass 1 → pass 2 only: the source's priority, the document's order key, its LSH band keys
 
 
 def is_heldout(doc_id: str, seed: int, fraction: float) -> bool:
     """Held out by document key, so every language's copy of a document lands on the same side."""
     key = doc_id.split("#")[0]
     return xxhash.xxh3_64_intdigest(f"{seed}/{key}".encode("utf-8", "surrogatepass")) < fraction * 2**64
+
+
+class Hashers:
+    """Each language's MinHash of the recipe's dedup settings. Pass 1 computes the band keys, in as many
+    tasks as there are file groups, so pass 2, one task per language, only looks them up."""
+
+    def __init__(self, plan: dict):
+        self.plan, self._of = plan, {}
+
+    def band_keys(self, lang: str, text: str) -> list[int]:
+        if lang not in self._of:
+            dedup = self.plan["dedup"]
+            self._of[lang] = MinHasher(dedup["ngram"], dedup["buckets"], dedup["hashes_per_bucket"], self.plan["by_chars"][lang],
+                                       self.plan["seed"])
+        hasher = self._of[lang]
+        return hasher.band_keys(hasher.signature(text))
 
 
 class _Writers:
@@ -84,10 +102,14 @@ class CurateFiles(PipelineStep):
             for item in plan["tasks"][rank]:
                 yield from SourceReader(item["source"], Path(item["root"]), ledger).read(Path(item["path"]), item["order"])
 
+        hashers = Hashers(plan)
         with contextlib.ExitStack() as files:
             writers = _Writers(work / "pass1", rank, files)
             for doc in chain(documents(), steps):
-                writers.write({"id": doc.id, "text": doc.text, **doc.metadata})
+                record = {"id": doc.id, "text": doc.text, **doc.metadata}
+                if plan["dedup"]["minhash"]:
+                    record[BANDS] = hashers.band_keys(record["lang"], doc.text)
+                writers.write(record)
         write_json(work / "ledgers" / f"pass1-{rank:05d}.json", ledger.to_dict())
         return
         yield  # a generator, as datatrove expects
@@ -114,7 +136,7 @@ class DedupLanguage(PipelineStep):
         def documents():  # in order-key order, whatever task wrote them: each file is sorted already
             return heapq.merge(*(read_documents(path) for path in files), key=lambda doc: doc.get("order") or [])
 
-        # first read: keys, priorities, signatures
+        # first read: keys, priorities
         exact: dict[int, int] = {}
         priorities, lengths, sources, copies = [], [], [], []
         dropped: set[int] = set()
@@ -142,16 +164,17 @@ class DedupLanguage(PipelineStep):
                 ledger.keep("dedup_exact", lang, sources[i], lengths[i])
         cluster_size = {i: copies[i] for i in range(len(priorities)) if i not in dropped}
         if dedup["minhash"]:
-            hasher = MinHasher(dedup["ngram"], dedup["buckets"], dedup["hashes_per_bucket"], plan["by_chars"][lang], plan["seed"])
+            hashers = Hashers(plan)
             clusters = UnionFind(len(priorities))
-            bands: list[dict[bytes, int]] = [{} for _ in range(dedup["buckets"])]
+            bands: list[dict[int, int]] = [{} for _ in range(dedup["buckets"])]
             survivors = []
             for i, doc in enumerate(documents()):
                 if i in dropped:
                     continue
                 survivors.append(i)
                 ledger.read("dedup_minhash", lang, sources[i], lengths[i])
-                for band, key in zip(bands, hasher.band_keys(hasher.signature(doc["text"]))):
+                keys = doc.get(BANDS) or hashers.band_keys(lang, doc["text"])  # or a pass-1 file of a fournil before pass 1 made them
+                for band, key in zip(bands, keys):
                     j = band.setdefault(key, i)
                     if j != i:
                         clusters.union(i, j)

@@ -78,14 +78,16 @@ def plan(ctx: StageContext) -> tuple[dict, dict]:
     else:
         thresholds = {lang: cfg.langid.min_score for lang in languages}
     harmful = harmful_lists(recipe)
+    by_chars = {lang: s.get("words") == "chars" for lang, s in settings.items()}
     work = ctx.out / "work"
     common = {"work": str(work), "languages": languages, "examples": cfg.examples_per_reason, "seed": recipe.seed}
     pass1 = {**common, "tasks": assign_files(items, tasks), "langid": cfg.langid.model_dump(),
              "thresholds": thresholds, "quality": cfg.quality, "settings_dir": settings_dir, "pii": cfg.pii,
              "decontaminate": [str(recipe.resolve(p)) for p in cfg.decontaminate], "decontaminate_ngram": cfg.decontaminate_ngram,
-             "harmful_words": {lang: words.terms for lang, words in harmful.items()}, "harmful_max_share": cfg.harmful_max_share}
+             "harmful_words": {lang: words.terms for lang, words in harmful.items()}, "harmful_max_share": cfg.harmful_max_share,
+             "dedup": cfg.dedup.model_dump(), "by_chars": by_chars}
     pass2 = {**common, "out": str(ctx.out), "dedup": cfg.dedup.model_dump(), "heldout_fraction": cfg.heldout_fraction,
-             "shard_documents": cfg.shard_documents, "by_chars": {lang: s.get("words") == "chars" for lang, s in settings.items()}}
+             "shard_documents": cfg.shard_documents, "by_chars": by_chars}
     sources = {}
     for item in items:
         entry = sources.setdefault(item["source"]["name"], {"files": 0, "bytes": 0})
