@@ -152,7 +152,7 @@ def index_bytes_per_document(texts: list[str]) -> float:
     tracemalloc.start()
     start = tracemalloc.get_traced_memory()[0]
     exact, priorities, lengths, sources, copies = {}, [], [], [], []
-    bands: list[dict[int, int]] = [{} for _ in range(cfg.buckets)]
+    bands: list[dict[bytes, int]] = [{} for _ in range(cfg.buckets)]
     clusters = UnionFind(len(texts))
     for i, (text, key) in enumerate(zip(texts, keys)):
         exact[key] = i

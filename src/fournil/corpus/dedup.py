@@ -14,6 +14,7 @@ import xxhash
 
 from fournil.corpus.ngrams import character_hashes, ngram_hashes, normalised_word_hashes
 
+KEY_BYTES = 16  # an LSH band's key: its xxh3-128 digest
 CHUNK = 2048  # shingles hashed at once: a block of CHUNK × permutations uint64 stays in cache
 
 
@@ -46,12 +47,12 @@ class MinHasher:
             np.minimum(signature, block.min(axis=0), out=signature)
         return signature
 
-    def band_keys(self, signature: np.ndarray) -> list[int]:
-        """One key per LSH band, the xxh3-128 of its rows: 16 bytes to keep in the index instead of
-        8 bytes a row, and as good as the rows themselves (two different bands share a key with
+    def band_keys(self, signature: np.ndarray) -> list[bytes]:
+        """One key per LSH band, the xxh3-128 digest of its rows: 16 bytes to keep in the index instead
+        of 8 bytes a row, and as good as the rows themselves (two different bands share a key with
         probability 2**-128)."""
         data, width = signature.tobytes(), self.rows * signature.itemsize
-        return [xxhash.xxh3_128_intdigest(data[i * width:(i + 1) * width]) for i in range(self.buckets)]
+        return [xxhash.xxh3_128_digest(data[i * width:(i + 1) * width]) for i in range(self.buckets)]
 
 
 class UnionFind:

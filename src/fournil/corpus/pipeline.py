@@ -24,7 +24,7 @@ import zstandard
 from datatrove.pipeline.base import PipelineStep
 
 from fournil.atomic import replacing, write_json
-from fournil.corpus.dedup import MinHasher, UnionFind, choose, exact_key
+from fournil.corpus.dedup import KEY_BYTES, MinHasher, UnionFind, choose, exact_key
 from fournil.corpus.documents import ShardWriter, read_documents
 from fournil.corpus.ledger import Ledger
 from fournil.corpus.readers import SourceReader
@@ -48,13 +48,14 @@ class Hashers:
     def __init__(self, plan: dict):
         self.plan, self._of = plan, {}
 
-    def band_keys(self, lang: str, text: str) -> list[int]:
+    def band_keys(self, lang: str, text: str) -> str:
+        """The document's band keys end to end, in hex (one short string to write and to read back)."""
         if lang not in self._of:
             dedup = self.plan["dedup"]
             self._of[lang] = MinHasher(dedup["ngram"], dedup["buckets"], dedup["hashes_per_bucket"], self.plan["by_chars"][lang],
                                        self.plan["seed"])
         hasher = self._of[lang]
-        return hasher.band_keys(hasher.signature(text))
+        return b"".join(hasher.band_keys(hasher.signature(text))).hex()
 
 
 class _Writers:
@@ -166,16 +167,16 @@ class DedupLanguage(PipelineStep):
         if dedup["minhash"]:
             hashers = Hashers(plan)
             clusters = UnionFind(len(priorities))
-            bands: list[dict[int, int]] = [{} for _ in range(dedup["buckets"])]
+            bands: list[dict[bytes, int]] = [{} for _ in range(dedup["buckets"])]
             survivors = []
             for i, doc in enumerate(documents()):
                 if i in dropped:
                     continue
                 survivors.append(i)
                 ledger.read("dedup_minhash", lang, sources[i], lengths[i])
-                keys = doc.get(BANDS) or hashers.band_keys(lang, doc["text"])  # or a pass-1 file of a fournil before pass 1 made them
-                for band, key in zip(bands, keys):
-                    j = band.setdefault(key, i)
+                keys = bytes.fromhex(doc.get(BANDS) or hashers.band_keys(lang, doc["text"]))  # or a pass-1 file of a fournil before pass 1 made them
+                for b, band in enumerate(bands):
+                    j = band.setdefault(keys[KEY_BYTES * b:KEY_BYTES * (b + 1)], i)
                     if j != i:
                         clusters.union(i, j)
             best = choose(clusters, survivors, priorities)
