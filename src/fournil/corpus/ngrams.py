@@ -46,8 +46,10 @@ def word_characters() -> np.ndarray:
     return np.array([chr(c).isalnum() or c == 95 for c in range(0x110000)], dtype=bool)
 
 
+@functools.lru_cache(maxsize=1)  # pass 1 hashes each final text twice in a row: for decontamination, then its MinHash bands
 def normalised_word_hashes(text: str) -> np.ndarray:
-    """One stable 64-bit hash per lower-cased run of word characters (what "the same words" means across punctuation and case)."""
+    """One stable 64-bit hash per lower-cased run of word characters (what "the same words" means across
+    punctuation and case); read-only, since the last result is shared."""
     points = np.frombuffer(text.lower().encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     inside = np.zeros(len(points) + 2, dtype=bool)
     inside[1:-1] = word_characters()[points]
@@ -56,7 +58,9 @@ def normalised_word_hashes(text: str) -> np.ndarray:
     up, down = _powers(len(points))
     prefix = np.zeros(len(points) + 1, dtype=np.uint64)
     np.cumsum((points.astype(np.uint64) + np.uint64(1)) * up, out=prefix[1:])
-    return _mix((prefix[ends] - prefix[starts]) * down[starts])
+    hashes = _mix((prefix[ends] - prefix[starts]) * down[starts])
+    hashes.flags.writeable = False
+    return hashes
 
 
 def character_hashes(text: str) -> np.ndarray:
