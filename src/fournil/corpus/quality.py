@@ -288,7 +288,8 @@ def check_documents(items: list[tuple[QualityRules, str]], max_words: int = 1 <<
         batch, waiting = waiting[:k], waiting[k:]
         top_ns = set().union(*(items[i][0].top_ns for i, _ in batch))
         dup_ns = set().union(*(items[i][0].dup_ns for i, _ in batch))
-        repetition = Repetition(*zip(*(found[1] for _, found in batch)), top_ns, dup_ns)
+        firsts, lengths = zip(*(found[1] for _, found in batch))  # each document's word ids and word lengths
+        repetition = Repetition(list(firsts), list(lengths), top_ns, dup_ns)
         for d, (i, (words, _, stripped, dup_line_chars)) in enumerate(batch):
             rules, text = items[i]
             reasons[i] = rules._finish(text, words, stripped, dup_line_chars, repetition, d)

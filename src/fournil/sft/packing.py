@@ -38,11 +38,16 @@ class Encoded:
     source: str
 
 
-def encode(tokenizer, messages: list[dict], lang: int, source: str) -> Encoded | str:  # noqa: ANN001
+def special_strings(tokenizer) -> frozenset[str]:  # noqa: ANN001
+    """fournil's special tokens and the tokenizer's own: text that a content must not hold."""
+    return frozenset({*SPECIAL_TOKENS, *(t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special)})
+
+
+def encode(tokenizer, messages: list[dict], lang: int, source: str, specials: frozenset[str] | None = None) -> Encoded | str:  # noqa: ANN001
     """The conversation's ids and mask, or the reason it is skipped. `tokenizer` turns special-token
     strings into their tokens (fournil.tokenizer.load(..., special_strings_as_text=False)), so a content
-    holding one of fournil's or the tokenizer's own special tokens is skipped."""
-    specials = {*SPECIAL_TOKENS, *(t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special)}
+    holding one of `specials` (default: `special_strings(tokenizer)`; a caller encoding many passes it once) is skipped."""
+    specials = special_strings(tokenizer) if specials is None else specials
     if any(token in m["content"] for m in messages for token in specials):
         return "special_token_in_text"  # would forge a turn boundary
     text, spans = render(messages)
@@ -168,9 +173,10 @@ def encode_all(tokenizer, sources: list[tuple[str, int, list[list[dict]]]], seq_
     """(training conversations, the source index of each, held-out (conversation, messages)) from
     (name, language index, conversations) per source; what cannot be used is counted in `skipped`."""
     train, heldout, owners = [], [], []
+    specials = special_strings(tokenizer)
     for k, (name, lang, conversations) in enumerate(sources):
         for messages in conversations:
-            encoded = encode(tokenizer, messages, lang, name)
+            encoded = encode(tokenizer, messages, lang, name, specials)
             if isinstance(encoded, str):
                 skipped[f"{name}: {encoded}"] += 1
             elif len(encoded.ids) - 1 > seq_len:

@@ -22,7 +22,7 @@ from tokenizers import AddedToken, Tokenizer
 from fournil.atomic import replacing, write_text
 from fournil.errors import FournilError
 from fournil.model.hf import TOKENIZER_FILES
-from fournil.model.io import empty_model, state_tensors
+from fournil.model.io import empty_model, state_tensors, tokenizer_of
 from fournil.model.llama import Llama
 from fournil.tokenizer import CHAT_TOKENS
 from fournil.tokenizer.chat import CHAT_TEMPLATE
@@ -32,13 +32,12 @@ SLOW_TOKENIZER_FILES = ("tokenizer.model", "vocab.json", "tokenizer_config.json"
 
 
 def tokenizer_folder(init: Path, run_tokenizer: Path) -> Path:
-    """The tokenizer folder of the model to tune: the model folder's own when it brings one, else the run's."""
-    if (init / TOKENIZER).is_file():
-        return init
-    if any((init / name).is_file() for name in SLOW_TOKENIZER_FILES):
+    """The tokenizer folder of the model to tune (`tokenizer_of`); one that brings only a slow tokenizer is refused."""
+    folder = tokenizer_of(init, run_tokenizer)
+    if folder != init and any((init / name).is_file() for name in SLOW_TOKENIZER_FILES):
         raise FournilError(f"sft.init_from: {init} brings a tokenizer without tokenizer.json; save it as a fast tokenizer "
                            "(transformers.AutoTokenizer.from_pretrained(folder).save_pretrained(folder)) and try again")
-    return run_tokenizer
+    return folder
 
 
 def read_tokenizer(folder: Path) -> Tokenizer:

@@ -68,11 +68,11 @@ def head_rows(valid: torch.Tensor) -> torch.Tensor | None:
     with target-less ones (they add nothing to the loss or the gradients) up to a multiple of
     HEAD_ROWS_STEP of the positions; None (all of them) when most positions have a target."""
     flat = valid.flatten()
-    step = max(1, math.ceil(flat.numel() * HEAD_ROWS_STEP))
-    size = min(flat.numel(), math.ceil(int(flat.sum()) / step) * step)
+    targets, step = int(flat.sum()), max(1, math.ceil(flat.numel() * HEAD_ROWS_STEP))
+    size = min(flat.numel(), math.ceil(targets / step) * step)
     if size >= SPARSE_TARGETS * flat.numel():
         return None
-    padding = (~flat).nonzero()[:size - int(flat.sum()), 0]
+    padding = (~flat).nonzero()[:size - targets, 0]
     return torch.cat([flat.nonzero()[:, 0], padding]).sort().values
 
 
