@@ -8,8 +8,9 @@ probability of its language over the paragraphs it keeps, weighted by their size
 paragraphs once and combining them costs one pass over the bytes instead of two.
 
 py3langid's own loop walks its tokenizer one byte at a time in Python; `Py3LangId` runs the same
-model on a whole batch of paragraphs at once with numpy (one vector step per byte position, one
-sparse product for the scores), which gives the same probabilities about ten times faster.
+model on a whole batch of paragraphs at once in C (`_kernels.langid_scores`: sixteen paragraphs
+walked side by side, each one's features counted and weighted in ascending order, as a sparse
+product would), which gives the same probabilities, bit for bit, about twenty times faster.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse
 
+from fournil.corpus import _kernels
 from fournil.errors import FournilError
 
 
@@ -38,14 +39,15 @@ class Py3LangId:
             raise FournilError(f"corpus.langid: py3langid does not know {error}; use corpus.langid.backend: fasttext with a GlotLID model") from None
         self.labels = list(dict.fromkeys(model.nb_classes))
         self._column_label = np.array([self.labels.index(c) for c in model.nb_classes])  # script aliases share a label
-        dtype = {2: np.uint16, 4: np.uint32, 8: np.uint64}[model.tk_nextmove.itemsize]
-        next_state = np.frombuffer(model.tk_nextmove, dtype=dtype).astype(np.int64)
-        row_base = np.asarray(model.tk_row, dtype=np.int64) << 8
-        # the tokenizer DFA: state s reads byte b at index row_base[s] + b; we carry the row base, not the state
-        self._next_base = row_base[next_state].astype(np.int32)
-        self._start = np.int32(row_base[0])
-        self._feature_at = np.asarray(model.tk_output, dtype=np.int32)[next_state]  # the feature the step at an index emits, or -1
-        self._weights = np.asarray(model.nb_ptc, dtype=np.float64)  # feature × class
+        # the tokenizer automaton: from a state of row r, byte b moves to state moves[r * 256 + b]; states
+        # with the same moves share a row (38 thousand rows for 105 thousand states), each state emits
+        # at most one feature
+        self._moves = np.asarray(model.tk_nextmove, dtype=np.uint32)
+        self._rows = np.asarray(model.tk_row, dtype=np.uint16)
+        self._emits = np.asarray(model.tk_output, dtype=np.int32)
+        if len(self._moves) != 256 * (int(np.max(model.tk_row)) + 1) or np.max(model.tk_row) >= 2**16:
+            raise FournilError("py3langid's model has a tokenizer fournil does not know (more than 65,536 rows)")
+        self._weights = np.ascontiguousarray(model.nb_ptc, dtype=np.float64)  # feature × class
         self._prior = np.asarray(model.nb_pc, dtype=np.float32)
 
     def probabilities(self, texts: list[str]) -> np.ndarray:
@@ -70,49 +72,19 @@ class Py3LangId:
                 text = unicodedata.normalize("NFC", text)
             encoded.append(text.encode("utf-8", "surrogatepass"))
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
-        order = np.argsort(-lengths, kind="stable")  # longest first: the texts still being read are a prefix
-        lengths = lengths[order]
-        width = int(lengths[0])
-        flat = np.frombuffer(b"".join(encoded[i] for i in order), dtype=np.uint8)
-        grid = np.zeros((n, width), dtype=np.int32)
-        grid[np.arange(width) < lengths[:, None]] = flat
-        grid = np.ascontiguousarray(grid.T)  # [byte position, text]
-        reading = np.searchsorted(-lengths, -np.arange(1, width + 1), side="right")
-        base = np.full(n, self._start, dtype=np.int32)
-        visited = np.empty(len(flat), dtype=np.int32)
-        at = 0
-        for position in range(width):
-            k = reading[position]
-            index = visited[at:at + k]
-            np.add(base[:k], grid[position, :k], out=index)
-            np.take(self._next_base, index, out=base[:k])
-            at += k
-        starts = np.cumsum(reading) - reading
-        features = self._feature_at[visited]
-        hit = features >= 0
-        # py3langid's feature vectors as a sparse [text, feature] matrix of log1p(counts): one sort of
-        # text × feature keys (numpy's vectorised sort) finds the repeated pairs and orders the rows
-        n_features = len(self._weights)
-        key_type = np.int32 if n * n_features < 2**31 else np.int64
-        owner = np.arange(len(visited), dtype=key_type) - np.repeat(starts, reading).astype(key_type)  # visited[at + i] belongs to text i
-        keys = (owner * key_type(n_features) + features)[hit]
-        keys.sort()
-        first = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-        repeats = np.diff(np.append(first, len(keys))).astype(np.float64)
-        distinct = keys[first]
-        indptr = np.searchsorted(distinct, np.arange(n + 1, dtype=np.int64) * n_features)
-        counts = scipy.sparse.csr_matrix((np.log1p(repeats), distinct % key_type(n_features), indptr), shape=(n, n_features))
-        scores = (counts @ self._weights).astype(np.float32)
-        has_features = np.diff(indptr) > 0
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        scores = np.empty((n, self._weights.shape[1]), dtype=np.float64)
+        has_features = np.empty(n, dtype=np.bool_)
+        _kernels.langid_scores(b"".join(encoded), offsets, self._moves, self._rows, self._emits, self._weights, scores, has_features)
+        scores = scores.astype(np.float32)
         scores[has_features] += self._prior  # a featureless text scores 0 everywhere: uniform, as py3langid
         scores *= (1.0 / np.sqrt(np.maximum(lengths, 1))).astype(np.float32)[:, None]
         np.exp(scores - scores.max(axis=1, keepdims=True), out=scores)
         scores /= scores.sum(axis=1, keepdims=True)
         probabilities = np.zeros((n, len(self.labels)), dtype=np.float32)
         np.add.at(probabilities.T, self._column_label, scores.T)
-        result = np.empty_like(probabilities)
-        result[order] = probabilities
-        return result
+        return probabilities
 
 
 class FastTextLangId:

@@ -11,20 +11,19 @@ pipeline.
 from __future__ import annotations
 
 import re
-from itertools import chain, count, filterfalse, repeat
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from fournil.corpus import _kernels
 from fournil.errors import FournilError
 
 SHIPPED = Path(__file__).parent / "languages"
 TERMINAL_PUNCTUATION = tuple(".!?…:;\"'»”。！？")
 BULLETS = ("•", "-", "*", "·", "‣", "◦", "–")
-HAS_ALNUM = re.compile(r"[^\W_]").search
-HAS_ALPHA = re.compile(r"[^\W\d_]").search
 
 
 def _load_yaml(path: Path) -> dict:
@@ -66,15 +65,15 @@ class Repetition:
     document at a time would cost.
     """
 
-    def __init__(self, firsts: list[np.ndarray], lengths: list[list[int]], top_ns: set[int], dup_ns: set[int]):
-        """Per document, each word's first position in it (`first_positions`) and each word's length in characters."""
+    def __init__(self, firsts: list[np.ndarray], lengths: list[np.ndarray], top_ns: set[int], dup_ns: set[int]):
+        """Per document, each word's id (the index of its first occurrence, `word_ids`) and each word's length in characters."""
         sizes = list(map(len, firsts))
         words = sum(sizes)
         offsets = np.zeros(len(firsts) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         self.ids = np.concatenate(firsts) + np.repeat(offsets[:-1], sizes)
         self.chars = np.zeros(words + 1, dtype=np.int64)  # characters before each word
-        np.cumsum(np.fromiter(chain.from_iterable(lengths), dtype=np.int64, count=words), out=self.chars[1:])
+        np.cumsum(np.concatenate(lengths), out=self.chars[1:])
         self.totals = (self.chars[offsets[1:]] - self.chars[offsets[:-1]]).tolist()
         self.offsets, self.words, self.documents = offsets, words, len(firsts)
         self.doc_of = np.repeat(np.arange(len(firsts)), sizes)
@@ -148,10 +147,25 @@ class Repetition:
         return (np.bincount(docs, minlength=self.documents) > 0).tolist(), covered.tolist()
 
 
-def first_positions(words: list[str]) -> tuple[dict[str, int], np.ndarray]:
-    """Each distinct word's first position, and each word's: an exact id, with no hash, in one pass."""
-    first: dict[str, int] = {}
-    return first, np.fromiter(map(first.setdefault, words, count()), dtype=np.int64, count=len(words))
+class Words:
+    """A document's words as numpy arrays, from one C pass over its text (`_kernels.word_ids`): a Python
+    loop over the words would cost more than all the rules. Per word, `ids` (the index of its first
+    occurrence: an exact id, no hash) and `lengths`; per distinct word, in order of first occurrence,
+    `positions` (its first index), `classes` (bit 0: has a letter, re's `[^\\W\\d_]`; bit 1: has a
+    letter or digit), `hashes` (64-bit, the same for the same word in any text) and `starts` (in the text)."""
+
+    FIELDS = (("ids", np.int64), ("lengths", np.int64), ("positions", np.int64), ("classes", np.uint8),
+              ("hashes", np.uint64), ("starts", np.int64))
+
+    def __init__(self, found: tuple[bytes, ...]):
+        for (name, dtype), data in zip(self.FIELDS, found):
+            setattr(self, name, np.frombuffer(data, dtype=dtype))
+
+    @classmethod
+    def of(cls, text: str, by_chars: bool, min_words: int = 1) -> Words | None:
+        """None below `min_words` words."""
+        found = _kernels.word_ids(text, by_chars, min_words)
+        return None if found is None else cls(found)
 
 
 def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
@@ -168,6 +182,9 @@ class QualityRules:
     def __init__(self, settings: dict[str, Any]):
         self.s = settings
         self.stopwords = set(settings.get("stopwords") or [])
+        single = sorted(w for w in self.stopwords if w.split() == [w])  # one with a space inside is never a word
+        found = Words.of(" ".join(single), False) if single else None
+        self.stop_hashes = np.sort(found.hashes) if found else np.zeros(0, dtype=np.uint64)
         self.by_chars = settings.get("words") == "chars"
         self.top_ns = {n for n, _ in settings["top_n_grams"]}
         self.dup_ns = {n for n, _ in settings["dup_n_grams"]}
@@ -181,24 +198,22 @@ class QualityRules:
     def _structure(self, text: str) -> str | tuple:
         """Gopher quality, then paragraph and line repetition: a drop reason, or what the later rules need."""
         s = self.s
-        words = self.words(text)
-        n_words = len(words)
-        if n_words < s["min_doc_words"]:  # fewer non-symbol words still
+        words = Words.of(text, self.by_chars, s["min_doc_words"])
+        if words is None:  # fewer non-symbol words still
             return "gopher_too_few_words"
-        first, firsts = first_positions(words)
-        occurs = np.bincount(firsts, minlength=n_words)  # at each word's first position, how often it occurs
-        # word classes are decided once per distinct word (most are all letters), counted by their occurrences
-        no_letter = [first[w] for w in filterfalse(HAS_ALPHA, filterfalse(str.isalpha, first))]
-        symbols = [i for i in no_letter if not HAS_ALNUM(words[i])]
+        n_words = len(words.ids)
+        occurs = np.bincount(words.ids, minlength=n_words)  # at each word's first position, how often it occurs
+        # word classes are decided once per distinct word, counted by their occurrences
+        no_letter = words.positions[(words.classes & 1) == 0]
+        symbols = words.positions[words.classes == 0]
         n_symbols = int(occurs[symbols].sum())
         n_non_symbol = n_words - n_symbols
         if n_non_symbol < s["min_doc_words"]:
             return "gopher_too_few_words"
         if n_non_symbol > s["max_doc_words"]:
             return "gopher_too_many_words"
-        lengths = list(map(len, words))
         if not self.by_chars:
-            mean = (sum(lengths) - sum(lengths[i] * int(occurs[i]) for i in symbols)) / n_non_symbol
+            mean = (int(words.lengths.sum()) - int((words.lengths[symbols] * occurs[symbols]).sum())) / n_non_symbol
             if mean < s["min_avg_word_length"]:
                 return "gopher_short_words"
             if mean > s["max_avg_word_length"]:
@@ -213,7 +228,7 @@ class QualityRules:
             return "gopher_ellipsis_lines"
         if (n_words - int(occurs[no_letter].sum())) / n_words < s["max_non_alpha_words_ratio"]:
             return "gopher_non_alpha_words"
-        if s.get("min_stop_words", 0) and not self._enough_stopwords(words, first, occurs):
+        if s.get("min_stop_words", 0) and not self._enough_stopwords(text, words, occurs):
             return "gopher_too_few_stopwords"
         # Gopher repetition: paragraphs, lines (n-grams follow, for a batch of documents at once)
         frac, chars = _duplicate_fractions(list(filter(str.strip, text.split("\n\n"))))
@@ -226,22 +241,22 @@ class QualityRules:
             return "gopher_dup_lines"
         if dup_line_chars > s["dup_line_char_frac"]:
             return "gopher_dup_line_chars"
-        return words, (firsts, lengths), stripped, dup_line_chars
+        return n_words, (words.ids, words.lengths), stripped, dup_line_chars
 
-    def _finish(self, text: str, words: list[str], stripped: list[str], dup_line_chars: float,
+    def _finish(self, text: str, n_words: int, stripped: list[str], dup_line_chars: float,
                 repetition: Repetition, d: int) -> str | None:
         """Top and duplicated n-grams (document `d` of `repetition`), then FineWeb's line rules."""
         s = self.s
         total = repetition.totals[d]
         for n, limit in s["top_n_grams"]:
-            if len(words) < n:
+            if n_words < n:
                 break
             top, chars = repetition.top[n][0][d], repetition.top[n][1][d]  # of equally frequent n-grams, the first to occur
             if top > 1 and chars * top / total > limit:
                 return f"gopher_top_{n}gram"
         smallest_limit = min(limit for _, limit in s["dup_n_grams"])
         for n, limit in s["dup_n_grams"]:
-            if len(words) < n:
+            if n_words < n:
                 break
             if not repetition.dup[n][0][d]:
                 break  # no repeated n-gram: no longer one either
@@ -257,17 +272,20 @@ class QualityRules:
             return "fineweb_short_lines"
         if dup_line_chars * sum(map(len, stripped)) / max(len(text.replace("\n", "")), 1) > s["char_duplicates_ratio"]:
             return "fineweb_dup_line_chars"
-        if text.count("\n") / len(words) > s["new_line_ratio"]:
+        if text.count("\n") / n_words > s["new_line_ratio"]:
             return "fineweb_list_ratio"
         return None
 
-    def _enough_stopwords(self, words: list[str], first: dict[str, int], occurs: np.ndarray) -> bool:
-        """At least `min_stop_words` stopwords among the words, case-insensitive: the exact-case count (a
-        lookup per stopword) settles most documents, the lower-cased words the others."""
+    def _enough_stopwords(self, text: str, words: Words, occurs: np.ndarray) -> bool:
+        """At least `min_stop_words` stopwords among the words, case-insensitive: the exact-case count (the
+        distinct words whose 64-bit hash is a stopword's: a false match has odds of 2⁻⁶⁴ a pair) settles
+        most documents, the lower-cased words the others."""
         need = self.s["min_stop_words"]
-        if int(occurs[[first[w] for w in self.stopwords if w in first]].sum()) >= need:
-            return True
-        return sum(map(self.stopwords.__contains__, map(str.lower, words))) >= need
+        if len(self.stop_hashes):
+            at = np.minimum(np.searchsorted(self.stop_hashes, words.hashes), len(self.stop_hashes) - 1)
+            if int(occurs[words.positions[self.stop_hashes[at] == words.hashes]].sum()) >= need:
+                return True
+        return sum(map(self.stopwords.__contains__, map(str.lower, self.words(text)))) >= need
 
 
 def check_documents(items: list[tuple[QualityRules, str]], max_words: int = 1 << 19) -> list[str | None]:
@@ -282,15 +300,15 @@ def check_documents(items: list[tuple[QualityRules, str]], max_words: int = 1 <<
             waiting.append((i, result))
     while waiting:
         size, k = 0, 0
-        while k < len(waiting) and (k == 0 or size + len(waiting[k][1][0]) <= max_words):
-            size += len(waiting[k][1][0])
+        while k < len(waiting) and (k == 0 or size + waiting[k][1][0] <= max_words):
+            size += waiting[k][1][0]
             k += 1
         batch, waiting = waiting[:k], waiting[k:]
         top_ns = set().union(*(items[i][0].top_ns for i, _ in batch))
         dup_ns = set().union(*(items[i][0].dup_ns for i, _ in batch))
         firsts, lengths = zip(*(found[1] for _, found in batch))  # each document's word ids and word lengths
         repetition = Repetition(list(firsts), list(lengths), top_ns, dup_ns)
-        for d, (i, (words, _, stripped, dup_line_chars)) in enumerate(batch):
+        for d, (i, (n_words, _, stripped, dup_line_chars)) in enumerate(batch):
             rules, text = items[i]
-            reasons[i] = rules._finish(text, words, stripped, dup_line_chars, repetition, d)
+            reasons[i] = rules._finish(text, n_words, stripped, dup_line_chars, repetition, d)
     return reasons

@@ -1,0 +1,285 @@
+/* The two inner loops of the corpus stage that Python and numpy cannot make fast: walking
+ * py3langid's byte n-gram automaton over each paragraph, and giving each word of a document an
+ * exact id (the position of its first occurrence). Everything around them stays in Python
+ * (fournil/corpus/langid.py and quality.py); both functions hold the GIL and allocate only
+ * scratch memory, so they are safe in every executor's worker.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- language ID: feature counts and class scores ------------------------------------------ */
+
+static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *name) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (view->len % itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of %zd-byte items", name, view->len, itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* One text's scores from the features its walk emitted: the sum over its distinct features, in
+ * ascending order, of log1p(count) * weights[feature]. `seen` is a bitmap of the features, with
+ * `summary` a bitmap of its non-zero words (a hundred thousand features: reading the whole bitmap
+ * per text would cost more than the walk); both, and `counts`, come back cleared. */
+static void score_text(const int32_t *found, Py_ssize_t emitted, uint32_t *counts, uint64_t *seen, uint64_t *summary,
+                       Py_ssize_t summary_words, const double *log1p_of, const double *weights, Py_ssize_t classes,
+                       double *row) {
+    for (Py_ssize_t c = 0; c < classes; c++)
+        row[c] = 0.0;
+    for (Py_ssize_t k = 0; k < emitted; k++) {
+        int32_t f = found[k];
+        __builtin_prefetch(weights + f * classes);
+        counts[f]++;
+        seen[f >> 6] |= 1ULL << (f & 63);
+        summary[f >> 12] |= 1ULL << ((f >> 6) & 63);
+    }
+    for (Py_ssize_t s = 0; emitted && s < summary_words; s++) {
+        while (summary[s]) {
+            int64_t word = (s << 6) + __builtin_ctzll(summary[s]);
+            summary[s] &= summary[s] - 1;
+            while (seen[word]) {
+                int64_t feature = (word << 6) + __builtin_ctzll(seen[word]);
+                seen[word] &= seen[word] - 1;
+                double weight = log1p_of[counts[feature]];
+                counts[feature] = 0;
+                const double *wf = weights + feature * classes;
+                for (Py_ssize_t c = 0; c < classes; c++)
+                    row[c] += weight * wf[c];
+            }
+        }
+    }
+}
+
+#ifndef LANES
+#define LANES 16
+#endif /* texts walked side by side: their table reads are independent, so they overlap */
+
+/* langid_scores(data, offsets, moves, rows, emits, weights, scores, featured)
+ *   data: the texts' bytes end to end; offsets: int64 [n + 1], text i is data[offsets[i]:offsets[i + 1]]
+ *   moves: uint32 [rows * 256], the state the automaton moves to from a state of row r on byte b, at r * 256 + b
+ *   rows: uint16 [states], each state's row (states with the same moves share one); emits: int32 [states],
+ *   the feature a state emits, or -1. The automaton starts in state 0.
+ *   weights: float64 [features, classes]; scores: float64 [n, classes], written; featured: uint8 [n], written
+ * Each text's score is the sum over its distinct features, in ascending order, of
+ * log1p(count) * weights[feature]: the same sums, in the same order, as a CSR product of
+ * py3langid's log1p feature counts with its weights, so the probabilities are the same bits. */
+static PyObject *langid_scores(PyObject *self, PyObject *args) {
+    PyObject *o_data, *o_offsets, *o_moves, *o_rows, *o_emits, *o_weights, *o_scores, *o_featured;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO", &o_data, &o_offsets, &o_moves, &o_rows, &o_emits, &o_weights, &o_scores, &o_featured))
+        return NULL;
+    Py_buffer data = {0}, offsets = {0}, moves = {0}, rows = {0}, emits = {0}, weights = {0}, scores = {0}, featured = {0};
+    PyObject *result = NULL;
+    uint64_t *seen = NULL, *summary = NULL;
+    uint32_t *counts = NULL;
+    double *log1p_of = NULL;
+    int32_t *found = NULL;
+    if (get_buffer(o_data, &data, 1, 0, "data") || get_buffer(o_offsets, &offsets, 8, 0, "offsets")
+        || get_buffer(o_moves, &moves, 4, 0, "moves") || get_buffer(o_rows, &rows, 2, 0, "rows")
+        || get_buffer(o_emits, &emits, 4, 0, "emits") || get_buffer(o_weights, &weights, 8, 0, "weights")
+        || get_buffer(o_scores, &scores, 8, 1, "scores") || get_buffer(o_featured, &featured, 1, 1, "featured"))
+        goto done;
+    const uint8_t *bytes = data.buf;
+    const int64_t *off = offsets.buf;
+    const uint32_t *move = moves.buf;
+    const uint16_t *row_of = rows.buf;
+    const int32_t *emit = emits.buf;
+    const double *w = weights.buf;
+    double *out = scores.buf;
+    uint8_t *has = featured.buf;
+    Py_ssize_t n = offsets.len / 8 - 1, states = emits.len / 4;
+    if (n < 1 || featured.len != n || scores.len % (8 * n)) {
+        PyErr_SetString(PyExc_ValueError, "langid_scores: offsets, scores and featured disagree on the number of texts");
+        goto done;
+    }
+    Py_ssize_t classes = scores.len / 8 / n, features = classes ? weights.len / 8 / classes : 0;
+    if (classes == 0 || features * classes * 8 != weights.len || off[0] != 0 || off[n] != data.len || rows.len != states * 2 || states == 0) {
+        PyErr_SetString(PyExc_ValueError, "langid_scores: the automaton, weights, scores or offsets do not fit together");
+        goto done;
+    }
+    int64_t longest = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (off[i + 1] < off[i]) {
+            PyErr_SetString(PyExc_ValueError, "langid_scores: offsets must not decrease");
+            goto done;
+        }
+        if (off[i + 1] - off[i] > longest)
+            longest = off[i + 1] - off[i];
+    }
+    Py_ssize_t words = (features + 63) / 64;
+    Py_ssize_t summary_words = (words + 63) / 64;
+    seen = calloc(words, sizeof *seen);  /* which features the text emits: read back in ascending order */
+    summary = calloc(summary_words, sizeof *summary);
+    counts = calloc(features, sizeof *counts);
+    log1p_of = malloc((longest + 1) * sizeof *log1p_of);
+    found = malloc(LANES * (longest + 1) * sizeof *found);
+    if (!seen || !summary || !counts || !log1p_of || !found) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int64_t k = 0; k <= longest; k++)
+        log1p_of[k] = log1p((double)k);
+    Py_ssize_t entries = moves.len / 4;
+    struct { Py_ssize_t text, emitted; int64_t at, row; } lane[LANES];
+    Py_ssize_t next = 0, active = 0;
+    for (; active < LANES && next < n; active++)
+        lane[active].text = next++, lane[active].at = off[lane[active].text], lane[active].row = row_of[0], lane[active].emitted = 0;
+    while (active) {
+        for (Py_ssize_t l = 0; l < active; l++) {
+            int32_t *mine = found + l * (longest + 1);
+            if (lane[l].at == off[lane[l].text + 1]) {  /* this text is read: score it, take the next */
+                Py_ssize_t t = lane[l].text;
+                score_text(mine, lane[l].emitted, counts, seen, summary, summary_words, log1p_of, w, classes, out + t * classes);
+                has[t] = lane[l].emitted > 0;
+                if (next < n) {
+                    lane[l].text = next++, lane[l].at = off[lane[l].text], lane[l].row = row_of[0], lane[l].emitted = 0;
+                } else {
+                    lane[l] = lane[--active];
+                    memcpy(mine, found + active * (longest + 1), lane[l].emitted * sizeof *found);
+                    l--;
+                }
+                continue;
+            }
+            int64_t index = (lane[l].row << 8) + bytes[lane[l].at++];
+            uint32_t state = index < entries ? move[index] : (uint32_t)states;
+            if (state >= states) {
+                PyErr_SetString(PyExc_ValueError, "langid_scores: the automaton left its table");
+                goto done;
+            }
+            int32_t feature = emit[state];
+            lane[l].row = row_of[state];
+            mine[lane[l].emitted] = feature;  /* kept only if a feature: no branch to mispredict */
+            lane[l].emitted += (uint32_t)feature < (uint32_t)features;
+        }
+    }
+    result = Py_NewRef(Py_None);
+done:
+    free(seen);
+    free(summary);
+    free(counts);
+    free(log1p_of);
+    free(found);
+    Py_buffer *views[] = {&data, &offsets, &moves, &rows, &emits, &weights, &scores, &featured};
+    for (size_t k = 0; k < sizeof views / sizeof *views; k++)
+        if (views[k]->obj)
+            PyBuffer_Release(views[k]);
+    return result;
+}
+
+/* ---- quality: exact word ids ---------------------------------------------------------------- */
+
+static int is_space(Py_UCS4 ch) { return Py_UNICODE_ISSPACE(ch); }  /* str.split()'s white space */
+
+/* bit 0: re's [^\W\d_] (a letter: alphanumeric, not a decimal digit); bit 1: re's [^\W_] (alphanumeric) */
+static uint8_t char_class(Py_UCS4 ch) {
+    if (ch < 128)
+        return ((ch | 32) >= 'a' && (ch | 32) <= 'z') ? 3 : (ch >= '0' && ch <= '9') ? 2 : 0;
+    return Py_UNICODE_ISALNUM(ch) ? (Py_UNICODE_ISDECIMAL(ch) ? 2 : 3) : 0;
+}
+
+static uint64_t span_hash(const Py_UCS4 *points, Py_ssize_t length) {
+    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)length;  /* FNV-1a over the code points */
+    for (Py_ssize_t i = 0; i < length; i++)
+        h = (h ^ points[i]) * 0x100000001b3ULL;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;  /* splitmix64's finaliser: every bit reaches every bit */
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+/* word_ids(text, by_chars, min_words) -> None when the text has fewer than min_words words, else
+ * six byte strings, read as numpy arrays by fournil/corpus/quality.py:
+ *   per word: its id (int64, the index of the word's first occurrence: exact, no hash to collide)
+ *     and its length in code points (int64);
+ *   per distinct word, in order of first occurrence: its first index (int64), its classes (uint8,
+ *     char_class of its characters or-ed), a 64-bit hash of it (uint64, span_hash: the same for the
+ *     same word in any text) and where it starts in the text (int64).
+ * Words are str.split()'s (runs of non-white space), or each non-space character with by_chars.
+ * No Python object is made per word: that, not the splitting, is what Python's own loop costs. */
+static PyObject *word_ids(PyObject *self, PyObject *args) {
+    PyObject *text;
+    int by_chars;
+    Py_ssize_t min_words;
+    if (!PyArg_ParseTuple(args, "Upn", &text, &by_chars, &min_words))
+        return NULL;
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text), n = 0;
+    Py_UCS4 *points = PyUnicode_AsUCS4Copy(text);  /* one layout whatever the string's kind */
+    if (!points)
+        return NULL;
+    for (Py_ssize_t i = 0; i < size; i++)  /* count first: most short documents stop here */
+        n += !is_space(points[i]) && (by_chars || i == 0 || is_space(points[i - 1]));
+    if (n < min_words || n == 0) {
+        PyMem_Free(points);
+        Py_RETURN_NONE;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t slots = 1;
+    while (slots < 2 * n)
+        slots <<= 1;
+    uint32_t *table = n < UINT32_MAX ? calloc(slots, sizeof *table) : NULL;  /* 1 + a distinct word's number; 0: empty */
+    int64_t *ids = malloc(n * sizeof *ids), *lengths = malloc(n * sizeof *lengths);
+    int64_t *firsts = malloc(n * sizeof *firsts), *starts = malloc(n * sizeof *starts);
+    uint64_t *hashes = malloc(n * sizeof *hashes);
+    uint8_t *classes = malloc(n);
+    if (!table || !ids || !lengths || !firsts || !starts || !hashes || !classes) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t distinct = 0, i = 0;
+    for (Py_ssize_t word = 0; word < n; word++) {
+        while (is_space(points[i]))
+            i++;
+        Py_ssize_t start = i++;
+        if (!by_chars)
+            while (i < size && !is_space(points[i]))
+                i++;
+        Py_ssize_t length = i - start;
+        uint64_t hash = span_hash(points + start, length);
+        for (Py_ssize_t slot = (Py_ssize_t)(hash & (uint64_t)(slots - 1));; slot = (slot + 1) & (slots - 1)) {
+            Py_ssize_t d = (Py_ssize_t)table[slot] - 1;
+            if (d < 0) {  /* a new word */
+                uint8_t cls = 0;
+                for (Py_ssize_t k = start; k < i; k++)
+                    cls |= char_class(points[k]);
+                table[slot] = (uint32_t)(distinct + 1);
+                firsts[distinct] = word, starts[distinct] = start, hashes[distinct] = hash, classes[distinct] = cls;
+                ids[word] = word;
+                distinct++;
+                break;
+            }
+            if (hashes[d] == hash && lengths[firsts[d]] == length
+                && !memcmp(points + starts[d], points + start, length * sizeof *points)) {
+                ids[word] = firsts[d];
+                break;
+            }
+        }
+        lengths[word] = length;
+    }
+    result = Py_BuildValue("(y#y#y#y#y#y#)", (const char *)ids, n * 8, (const char *)lengths, n * 8,
+                           (const char *)firsts, distinct * 8, (const char *)classes, distinct,
+                           (const char *)hashes, distinct * 8, (const char *)starts, distinct * 8);
+done:
+    PyMem_Free(points);
+    free(table);
+    free(ids);
+    free(lengths);
+    free(firsts);
+    free(starts);
+    free(hashes);
+    free(classes);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"langid_scores", langid_scores, METH_VARARGS, "py3langid's class scores of many texts: see _kernels.c."},
+    {"word_ids", word_ids, METH_VARARGS, "Exact word ids and lengths, and each distinct word's first index, classes, hash and start: see _kernels.c."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "fournil.corpus._kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
