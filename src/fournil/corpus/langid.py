@@ -10,7 +10,8 @@ paragraphs once and combining them costs one pass over the bytes instead of two.
 py3langid's own loop walks its tokenizer one byte at a time in Python; `Py3LangId` runs the same
 model on a whole batch of paragraphs at once in C (`_kernels.langid_scores`: sixteen paragraphs
 walked side by side, each one's features counted and weighted in ascending order, as a sparse
-product would), which gives the same probabilities, bit for bit, about twenty times faster.
+product would), which gives the same probabilities sixteen times faster than py3langid's `rank`
+(16,783 paragraphs of the shared corpus: 0.047 against 0.77 s CPU).
 """
 
 from __future__ import annotations
