@@ -40,6 +40,7 @@ def test_word_ids_are_str_split_s_words(by_chars):
         assert words.positions.tolist() == positions and words.classes.tolist() == classes, repr(text)
         for start, position in zip(words.starts.tolist(), positions):  # each distinct word starts where the text has it
             assert text[start:start + len(split[position])] == split[position]
+        assert _kernels.word_count(text) == len(text.split())
 
 
 def test_word_hashes_do_not_depend_on_the_string_s_kind_and_stop_short_texts():

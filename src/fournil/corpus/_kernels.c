@@ -274,7 +274,26 @@ done:
     return result;
 }
 
+/* word_count(text) -> len(text.split()), without making the list */
+static PyObject *word_count(PyObject *self, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "word_count: a str is needed");
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(text);
+    const void *units = PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text), n = 0;
+    int space = 1;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        int now = is_space(PyUnicode_READ(kind, units, i));
+        n += space && !now;
+        space = now;
+    }
+    return PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef methods[] = {
+    {"word_count", word_count, METH_O, "len(text.split()), without making the list."},
     {"langid_scores", langid_scores, METH_VARARGS, "py3langid's class scores of many texts: see _kernels.c."},
     {"word_ids", word_ids, METH_VARARGS, "Exact word ids and lengths, and each distinct word's first index, classes, hash and start: see _kernels.c."},
     {NULL, NULL, 0, NULL},

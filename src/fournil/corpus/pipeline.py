@@ -24,6 +24,7 @@ import zstandard
 from datatrove.pipeline.base import PipelineStep
 
 from fournil.atomic import replacing, write_json
+from fournil.corpus._kernels import word_count
 from fournil.corpus.dedup import KEY_BYTES, MinHasher, UnionFind, choose, exact_key
 from fournil.corpus.documents import ShardWriter, read_documents
 from fournil.corpus.ledger import Ledger
@@ -209,7 +210,7 @@ class DedupLanguage(PipelineStep):
                 else:
                     figures["documents"] += 1
                     figures["characters"] += len(doc["text"])
-                    figures["words"] += len(doc["text"].split())
+                    figures["words"] += word_count(doc["text"])
                 key = (split, doc["source"])
                 if key not in shards:
                     shards[key] = writers.enter_context(ShardWriter(out / split / lang / doc["source"], plan["shard_documents"]))
