@@ -56,8 +56,13 @@ class MinHasher:
 
 
 class UnionFind:
-    def __init__(self, size: int):
+    def __init__(self, size: int = 0):
         self.parent = list(range(size))
+
+    def add(self) -> int:
+        """A new element, in a set of its own: its index."""
+        self.parent.append(len(self.parent))
+        return len(self.parent) - 1
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:

@@ -138,15 +138,27 @@ class DedupLanguage(PipelineStep):
         def documents():  # in order-key order, whatever task wrote them: each file is sorted already
             return heapq.merge(*(read_documents(path) for path in files), key=lambda doc: doc.get("order") or [])
 
-        # first read: keys, priorities
+        # first read: exact keys, priorities and MinHash bands. Every document goes into the bands, exact
+        # duplicates too: a copy has its winner's bands (the same lower-cased words), so the clusters of
+        # the survivors are the same as without it, and the documents are read once less.
         exact: dict[int, int] = {}
         priorities, lengths, sources, copies = [], [], [], []
         dropped: set[int] = set()
+        hashers = Hashers(plan)
+        clusters = UnionFind()
+        bands: list[dict[bytes, int]] = [{} for _ in range(dedup["buckets"])]
         for i, doc in enumerate(documents()):
             priorities.append(doc.get("priority", 0))
             lengths.append(len(doc["text"]))
             sources.append(doc["source"])
             copies.append(1)
+            if dedup["minhash"]:
+                clusters.add()  # element i
+                keys = bytes.fromhex(doc.get(BANDS) or hashers.band_keys(lang, doc["text"]))  # or a pass-1 file of a fournil before pass 1 made them
+                for b, band in enumerate(bands):
+                    j = band.setdefault(keys[KEY_BYTES * b:KEY_BYTES * (b + 1)], i)
+                    if j != i:
+                        clusters.union(i, j)
             if not dedup["exact"]:
                 continue
             ledger.read("dedup_exact", lang, doc["source"], len(doc["text"]))
@@ -166,20 +178,7 @@ class DedupLanguage(PipelineStep):
                 ledger.keep("dedup_exact", lang, sources[i], lengths[i])
         cluster_size = {i: copies[i] for i in range(len(priorities)) if i not in dropped}
         if dedup["minhash"]:
-            hashers = Hashers(plan)
-            clusters = UnionFind(len(priorities))
-            bands: list[dict[bytes, int]] = [{} for _ in range(dedup["buckets"])]
-            survivors = []
-            for i, doc in enumerate(documents()):
-                if i in dropped:
-                    continue
-                survivors.append(i)
-                ledger.read("dedup_minhash", lang, sources[i], lengths[i])
-                keys = bytes.fromhex(doc.get(BANDS) or hashers.band_keys(lang, doc["text"]))  # or a pass-1 file of a fournil before pass 1 made them
-                for b, band in enumerate(bands):
-                    j = band.setdefault(keys[KEY_BYTES * b:KEY_BYTES * (b + 1)], i)
-                    if j != i:
-                        clusters.union(i, j)
+            survivors = [i for i in range(len(priorities)) if i not in dropped]
             best = choose(clusters, survivors, priorities)
             sizes: dict[int, int] = {}
             for i in survivors:
@@ -187,6 +186,7 @@ class DedupLanguage(PipelineStep):
                 sizes[root] = sizes.get(root, 0) + copies[i]
             cluster_size = {}
             for i in survivors:
+                ledger.read("dedup_minhash", lang, sources[i], lengths[i])
                 root = clusters.find(i)
                 if best[root] == i:
                     cluster_size[i] = sizes[root]
