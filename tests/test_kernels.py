@@ -71,3 +71,29 @@ def test_langid_scores_refuse_inputs_that_do_not_fit():
         _kernels.langid_scores(data, np.array([0, 3], dtype=np.int64), ours._moves[:256], *model[1:], scores, featured)
     with pytest.raises(ValueError, match="number of texts"):
         _kernels.langid_scores(data, np.array([0, 3], dtype=np.int64), *model, scores, np.empty(2, dtype=bool))
+
+
+def test_word_hashes_are_the_polynomial_of_each_run_of_word_characters():
+    from fournil.corpus.ngrams import BASE, _mix, normalised_word_hashes
+
+    def reference(text: str) -> list[int]:
+        hashes = []
+        for run in re.findall(r"\w+", text.lower()):
+            value = sum((ord(c) + 1) * pow(BASE, j, 1 << 64) for j, c in enumerate(run)) % (1 << 64)
+            hashes.append(int(_mix(np.array([value], dtype=np.uint64))[0]))
+        return hashes
+
+    rng = random.Random(11)
+    for _ in range(2000):
+        text = "".join(rng.choices(ALPHABET + ["Z", "É", "'", ".", "Σ"], k=rng.randrange(0, 40)))
+        assert normalised_word_hashes(text).tolist() == reference(text), repr(text)
+
+
+def test_minhash_lowers_each_row_to_its_smallest_multiply_add():
+    rng = np.random.default_rng(0)
+    shingles, a, b = (rng.integers(0, 2**63, size=k, dtype=np.uint64) for k in (500, 112, 112))
+    signature = np.full(112, np.iinfo(np.uint64).max, dtype=np.uint64)
+    _kernels.minhash(shingles, a, b, signature)
+    assert np.array_equal(signature, (shingles[:, None] * a + b).min(axis=0))
+    with pytest.raises(ValueError, match="one length"):
+        _kernels.minhash(shingles, a, b[:3], signature)

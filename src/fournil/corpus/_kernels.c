@@ -171,6 +171,92 @@ done:
     return result;
 }
 
+/* ---- near dedup and decontamination: word hashes, MinHash signatures ---------------------------- */
+
+static uint64_t mix64(uint64_t h) {  /* splitmix64's finaliser: every input bit reaches every output bit */
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+static int is_word_char(Py_UCS4 ch) {  /* re's \w: str.isalnum() or "_" (ASCII without a lookup of Unicode's tables) */
+    if (ch < 128)
+        return (ch | 32) - 'a' < 26 || ch - '0' < 10 || ch == '_';
+    return Py_UNICODE_ISALNUM(ch);
+}
+
+/* word_hashes(text) -> uint64 per run of word characters (str.isalnum or "_", re's \w), as bytes:
+ * mix64 of the polynomial sum over the run's code points p_j of (p_j + 1) * BASE**j (modulo 2**64),
+ * the hash fournil/corpus/ngrams.py defines (the caller lower-cases the text). */
+static PyObject *word_hashes(PyObject *self, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "word_hashes: a str is needed");
+        return NULL;
+    }
+    const uint64_t base = 0x100000001B3ULL;
+    int kind = PyUnicode_KIND(text);
+    const void *units = PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text), n = 0;
+    uint64_t *hashes = PyMem_Malloc((size / 2 + 1) * sizeof *hashes);  /* runs are separated: at most half the text, rounded up */
+    if (!hashes)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < size;) {
+        Py_UCS4 ch = PyUnicode_READ(kind, units, i);
+        if (!is_word_char(ch)) {
+            i++;
+            continue;
+        }
+        uint64_t h = 0, power = 1;
+        for (; i < size && is_word_char(ch = PyUnicode_READ(kind, units, i)); i++) {
+            h += ((uint64_t)ch + 1) * power;
+            power *= base;
+        }
+        hashes[n++] = mix64(h);
+    }
+    PyObject *result = PyBytes_FromStringAndSize((const char *)hashes, n * 8);
+    PyMem_Free(hashes);
+    return result;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* 64-bit multiplies vectorise only with AVX-512 (vpmullq): a second build of the loop for processors that have it */
+__attribute__((target_clones("arch=x86-64-v4", "default")))
+#endif
+static void lower_signature(const uint64_t *x, Py_ssize_t n, const uint64_t *a, const uint64_t *b, uint64_t *sig,
+                            Py_ssize_t hashes) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        for (Py_ssize_t k = 0; k < hashes; k++) {
+            uint64_t v = a[k] * x[i] + b[k];
+            sig[k] = v < sig[k] ? v : sig[k];
+        }
+}
+
+/* minhash(shingles, a, b, signature): signature[k] = min over the shingles x of a[k] * x + b[k]
+ * (modulo 2**64), lowered in place. One pass over the shingles with the signature in cache; numpy
+ * needs a [shingles, hashes] block and three passes over it. */
+static PyObject *minhash(PyObject *self, PyObject *args) {
+    PyObject *o_shingles, *o_a, *o_b, *o_signature;
+    if (!PyArg_ParseTuple(args, "OOOO", &o_shingles, &o_a, &o_b, &o_signature))
+        return NULL;
+    Py_buffer shingles = {0}, a = {0}, b = {0}, signature = {0};
+    PyObject *result = NULL;
+    if (get_buffer(o_shingles, &shingles, 8, 0, "shingles") || get_buffer(o_a, &a, 8, 0, "a")
+        || get_buffer(o_b, &b, 8, 0, "b") || get_buffer(o_signature, &signature, 8, 1, "signature"))
+        goto done;
+    if (a.len != b.len || a.len != signature.len) {
+        PyErr_SetString(PyExc_ValueError, "minhash: a, b and signature must have one length");
+        goto done;
+    }
+    lower_signature(shingles.buf, shingles.len / 8, a.buf, b.buf, signature.buf, a.len / 8);
+    result = Py_NewRef(Py_None);
+done:
+    Py_buffer *views[] = {&shingles, &a, &b, &signature};
+    for (size_t k = 0; k < sizeof views / sizeof *views; k++)
+        if (views[k]->obj)
+            PyBuffer_Release(views[k]);
+    return result;
+}
+
 /* ---- quality: exact word ids ---------------------------------------------------------------- */
 
 static int is_space(Py_UCS4 ch) { return Py_UNICODE_ISSPACE(ch); }  /* str.split()'s white space */
@@ -186,9 +272,7 @@ static uint64_t span_hash(const Py_UCS4 *points, Py_ssize_t length) {
     uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)length;  /* FNV-1a over the code points */
     for (Py_ssize_t i = 0; i < length; i++)
         h = (h ^ points[i]) * 0x100000001b3ULL;
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;  /* splitmix64's finaliser: every bit reaches every bit */
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-    return h ^ (h >> 31);
+    return mix64(h);
 }
 
 /* word_ids(text, by_chars, min_words) -> None when the text has fewer than min_words words, else
@@ -293,6 +377,8 @@ static PyObject *word_count(PyObject *self, PyObject *text) {
 }
 
 static PyMethodDef methods[] = {
+    {"word_hashes", word_hashes, METH_O, "A stable 64-bit hash per run of word characters: see _kernels.c."},
+    {"minhash", minhash, METH_VARARGS, "Lower a MinHash signature by a text's shingles: see _kernels.c."},
     {"word_count", word_count, METH_O, "len(text.split()), without making the list."},
     {"langid_scores", langid_scores, METH_VARARGS, "py3langid's class scores of many texts: see _kernels.c."},
     {"word_ids", word_ids, METH_VARARGS, "Exact word ids and lengths, and each distinct word's first index, classes, hash and start: see _kernels.c."},

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import xxhash
 
+from fournil.corpus import _kernels
 from fournil.corpus.ngrams import character_hashes, ngram_hashes, normalised_word_hashes
 
 KEY_BYTES = 16  # an LSH band's key: its xxh3-128 digest
-CHUNK = 2048  # shingles hashed at once: a block of CHUNK × permutations uint64 stays in cache
 
 
 def exact_key(text: str) -> int:
@@ -31,7 +31,6 @@ class MinHasher:
         self.a = rng.integers(0, 1 << 63, size=count, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd
         self.b = rng.integers(0, 1 << 63, size=count, dtype=np.uint64)
         self.n, self.buckets, self.rows, self.by_chars = n, buckets, rows, by_chars
-        self._block = np.empty((CHUNK, count), dtype=np.uint64)  # reused: no allocation per document
 
     def signature(self, text: str) -> np.ndarray:
         items = character_hashes(text) if self.by_chars else normalised_word_hashes(text)
@@ -39,12 +38,7 @@ class MinHasher:
         if len(shingles) == 0:
             shingles = np.zeros(1, dtype=np.uint64)
         signature = np.full(len(self.a), np.iinfo(np.uint64).max, dtype=np.uint64)
-        for start in range(0, len(shingles), CHUNK):
-            part = shingles[start:start + CHUNK, None]
-            block = self._block[:len(part)]
-            np.multiply(part, self.a, out=block)
-            np.add(block, self.b, out=block)
-            np.minimum(signature, block.min(axis=0), out=signature)
+        _kernels.minhash(shingles, self.a, self.b, signature)
         return signature
 
     def band_keys(self, signature: np.ndarray) -> list[bytes]:

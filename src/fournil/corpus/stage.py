@@ -16,7 +16,6 @@ from pathlib import Path
 from fournil.corpus.harmful import LDNOOBW, WordList, ldnoobw, list_digest, read_word_list
 from fournil.corpus.langid import make_identifier
 from fournil.corpus.ledger import Ledger
-from fournil.corpus.ngrams import word_characters
 from fournil.corpus.pipeline import CurateFiles, DedupLanguage
 from fournil.corpus.quality import load_settings
 from fournil.corpus.readers import check_readers
@@ -108,7 +107,6 @@ def run(ctx: StageContext) -> dict:
         if s["origin"].startswith("fallback"):
             ctx.log(f"[corpus] {lang}: no filter settings file; using language-neutral fallback rules (see docs/corpus.md)")
     make_identifier(tuple(plans["pass1"]["languages"]), cfg.langid.backend, cfg.langid.model_path)  # forked workers inherit it
-    word_characters()  # the same
     work = Path(plans["pass1"]["work"])
     workers, languages = info["workers"], plans["pass2"]["languages"]
     for name, step, tasks in (("pass1", CurateFiles(plans["pass1"]), info["tasks"]),
