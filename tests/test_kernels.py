@@ -97,3 +97,13 @@ def test_minhash_lowers_each_row_to_its_smallest_multiply_add():
     assert np.array_equal(signature, (shingles[:, None] * a + b).min(axis=0))
     with pytest.raises(ValueError, match="one length"):
         _kernels.minhash(shingles, a, b[:3], signature)
+
+
+def test_tidy_flags_are_the_two_searches_they_replace():
+    hint = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u2018-\u203a\u20ac\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2122]")
+    control = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff]")
+    pieces = ["a", "é", "Ã", "©", "â", "€", "™", "’", "ô", "õ", "\x00", "\x1b", "\t", "\n", "\r", "\x7f", "\ufeff", "😀", "\x80", "Å"]
+    rng = random.Random(13)
+    for _ in range(5000):
+        text = "".join(rng.choices(pieces, k=rng.randrange(0, 12)))
+        assert _kernels.tidy_flags(text) == bool(hint.search(text)) | bool(control.search(text)) << 1, repr(text)

@@ -171,6 +171,37 @@ done:
     return result;
 }
 
+/* ---- normalisation: what needs rewriting ------------------------------------------------------ */
+
+static int mojibake_second(Py_UCS4 ch) {  /* what a UTF-8 continuation byte looks like once decoded as cp1252 */
+    return (ch >= 0x80 && ch <= 0xbf) || (ch >= 0x2018 && ch <= 0x203a) || ch == 0x20ac || ch == 0x152 || ch == 0x153
+        || ch == 0x160 || ch == 0x161 || ch == 0x178 || ch == 0x17d || ch == 0x17e || ch == 0x192 || ch == 0x2c6
+        || ch == 0x2dc || ch == 0x2122;
+}
+
+/* tidy_flags(text) -> int: bit 0, a mojibake hint (a Latin-1 lead character U+00C2..U+00F4, then a
+ * mojibake_second); bit 1, a control character (U+0000..U+001F but tab, newline and carriage return,
+ * U+007F, U+FEFF). Two regular-expression searches of fournil/corpus/normalise.py in one pass. */
+static PyObject *tidy_flags(PyObject *self, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "tidy_flags: a str is needed");
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(text), flags = 0;
+    const void *units = PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text);
+    for (Py_ssize_t i = 0; i < size && flags != 3; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, units, i);
+        if (ch < 0x20)
+            flags |= (ch != '\t' && ch != '\n' && ch != '\r') << 1;
+        else if (ch == 0x7f || ch == 0xfeff)
+            flags |= 2;
+        else if (ch >= 0xc2 && ch <= 0xf4 && i + 1 < size && mojibake_second(PyUnicode_READ(kind, units, i + 1)))
+            flags |= 1;
+    }
+    return PyLong_FromLong(flags);
+}
+
 /* ---- near dedup and decontamination: word hashes, MinHash signatures ---------------------------- */
 
 static uint64_t mix64(uint64_t h) {  /* splitmix64's finaliser: every input bit reaches every output bit */
@@ -377,6 +408,7 @@ static PyObject *word_count(PyObject *self, PyObject *text) {
 }
 
 static PyMethodDef methods[] = {
+    {"tidy_flags", tidy_flags, METH_O, "Whether a text shows a mojibake hint (1) or a control character (2): see _kernels.c."},
     {"word_hashes", word_hashes, METH_O, "A stable 64-bit hash per run of word characters: see _kernels.c."},
     {"minhash", minhash, METH_VARARGS, "Lower a MinHash signature by a text's shingles: see _kernels.c."},
     {"word_count", word_count, METH_O, "len(text.split()), without making the list."},
