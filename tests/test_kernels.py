@@ -107,3 +107,15 @@ def test_tidy_flags_are_the_two_searches_they_replace():
     for _ in range(5000):
         text = "".join(rng.choices(pieces, k=rng.randrange(0, 12)))
         assert _kernels.tidy_flags(text) == bool(hint.search(text)) | bool(control.search(text)) << 1, repr(text)
+
+
+def test_collapsed_hash_is_a_hash_of_the_collapsed_text():
+    rng = random.Random(17)
+    seen: dict[int, str] = {}
+    for _ in range(5000):
+        text = "".join(rng.choices(ALPHABET[:8] + [" ", "\n", "\u3000"], k=rng.randrange(0, 10)))
+        collapsed = " ".join(text.split())
+        key = _kernels.collapsed_hash(text)
+        assert key == _kernels.collapsed_hash(collapsed) == _kernels.collapsed_hash(f" \t{collapsed}\n")
+        assert seen.setdefault(key, collapsed) == collapsed  # different texts, different keys
+    assert len(seen) > 1000

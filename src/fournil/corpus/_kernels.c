@@ -216,6 +216,33 @@ static int is_word_char(Py_UCS4 ch) {  /* re's \w: str.isalnum() or "_" (ASCII w
     return Py_UNICODE_ISALNUM(ch);
 }
 
+/* collapsed_hash(text) -> a 64-bit hash of the text with every run of white space made one space and
+ * none at either end (" ".join(text.split())), without making that string: FNV-1a over its code
+ * points, then mix64. Exact dedup's key, of the lower-cased text. */
+static PyObject *collapsed_hash(PyObject *self, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "collapsed_hash: a str is needed");
+        return NULL;
+    }
+    int kind = PyUnicode_KIND(text);
+    const void *units = PyUnicode_DATA(text);
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    int words = 0, gap = 0;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, units, i);
+        if (Py_UNICODE_ISSPACE(ch)) {
+            gap = words;
+            continue;
+        }
+        if (gap)
+            h = (h ^ ' ') * 0x100000001b3ULL;
+        h = (h ^ ch) * 0x100000001b3ULL;
+        words = 1, gap = 0;
+    }
+    return PyLong_FromUnsignedLongLong(mix64(h));
+}
+
 /* word_hashes(text) -> uint64 per run of word characters (str.isalnum or "_", re's \w), as bytes:
  * mix64 of the polynomial sum over the run's code points p_j of (p_j + 1) * BASE**j (modulo 2**64),
  * the hash fournil/corpus/ngrams.py defines (the caller lower-cases the text). */
@@ -408,6 +435,7 @@ static PyObject *word_count(PyObject *self, PyObject *text) {
 }
 
 static PyMethodDef methods[] = {
+    {"collapsed_hash", collapsed_hash, METH_O, "A hash of \" \".join(text.split()), without making it: see _kernels.c."},
     {"tidy_flags", tidy_flags, METH_O, "Whether a text shows a mojibake hint (1) or a control character (2): see _kernels.c."},
     {"word_hashes", word_hashes, METH_O, "A stable 64-bit hash per run of word characters: see _kernels.c."},
     {"minhash", minhash, METH_VARARGS, "Lower a MinHash signature by a text's shingles: see _kernels.c."},

@@ -19,7 +19,8 @@ KEY_BYTES = 16  # an LSH band's key: its xxh3-128 digest
 
 
 def exact_key(text: str) -> int:
-    return xxhash.xxh3_64_intdigest(" ".join(text.lower().split()).encode("utf-8", "surrogatepass"))
+    """A 64-bit hash of the lower-cased text with its white space collapsed (one C pass, no new string)."""
+    return _kernels.collapsed_hash(text.lower())
 
 
 class MinHasher:
