@@ -20,6 +20,14 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   $python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/fournil-site .whl/*.whl || exit 1
   export PYTHONPATH="$PYTHONPATH:/tmp/fournil-site"
 fi
+$python - <<'PY' || { echo "could not build src/fournil/corpus/_kernels.c: a C compiler and Python's headers are needed"; exit 1; }
+import pathlib, subprocess, sysconfig  # the corpus stage's C loops (language ID, word hashes), as pip install -e builds them
+source = pathlib.Path("src/fournil/corpus/_kernels.c")
+built = source.with_name("_kernels" + sysconfig.get_config_var("EXT_SUFFIX"))
+if not built.exists() or built.stat().st_mtime < source.stat().st_mtime:
+    subprocess.run([(sysconfig.get_config_var("CC") or "cc").split()[0], "-O3", "-shared", "-fPIC",
+                    "-I" + sysconfig.get_paths()["include"], str(source), "-o", str(built)], check=True)
+PY
 summary=()
 
 step() {  # step NAME SECONDS COMMAND...: run it under a limit, keep its output, note its status and time
