@@ -1,16 +1,16 @@
-/* The two inner loops of the corpus stage that Python and numpy cannot make fast: walking
- * py3langid's byte n-gram automaton over each paragraph, and giving each word of a document an
- * exact id (the position of its first occurrence). Everything around them stays in Python
- * (fournil/corpus/langid.py and quality.py); both functions hold the GIL and allocate only
- * scratch memory, so they are safe in every executor's worker.
+/* The inner loops of the corpus stage that Python and numpy cannot make fast, each called on a
+ * whole text or a batch of them: walking py3langid's byte n-gram automaton over paragraphs and
+ * scoring them (langid.py), the words of a document with exact ids (quality.py), the word hashes,
+ * MinHash signatures and exact keys of dedup and decontamination (ngrams.py, dedup.py), and what a
+ * text needs of normalisation (normalise.py). Everything around them stays in Python; each has a
+ * test against the Python it replaced (tests/test_kernels.py). They hold the GIL and allocate only
+ * scratch memory, so they are safe in every executor's worker. GCC or clang (their builtins).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
-
-/* ---- language ID: feature counts and class scores ------------------------------------------ */
 
 static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *name) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
@@ -22,6 +22,8 @@ static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int w
     }
     return 0;
 }
+
+/* ---- language ID: feature counts and class scores ------------------------------------------ */
 
 /* One text's scores from the features its walk emitted: the sum over its distinct features, in
  * ascending order, of log1p(count) * weights[feature]. `seen` is a bitmap of the features, with
@@ -56,9 +58,7 @@ static void score_text(const int32_t *found, Py_ssize_t emitted, uint32_t *count
     }
 }
 
-#ifndef LANES
-#define LANES 16
-#endif /* texts walked side by side: their table reads are independent, so they overlap */
+#define LANES 16 /* texts walked side by side: their table reads are independent, so they overlap */
 
 /* langid_scores(data, offsets, moves, rows, emits, weights, scores, featured)
  *   data: the texts' bytes end to end; offsets: int64 [n + 1], text i is data[offsets[i]:offsets[i + 1]]
