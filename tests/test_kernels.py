@@ -38,8 +38,8 @@ def test_word_ids_are_str_split_s_words(by_chars):
             continue
         assert words.ids.tolist() == ids and words.lengths.tolist() == list(map(len, split)), repr(text)
         assert words.positions.tolist() == positions and words.classes.tolist() == classes, repr(text)
-        for start, position in zip(words.starts.tolist(), positions):  # each distinct word starts where the text has it
-            assert text[start:start + len(split[position])] == split[position]
+        hashes = dict(zip(words.hashes.tolist(), positions))  # one hash per distinct word
+        assert len(hashes) == len(positions)
         assert _kernels.word_count(text) == len(text.split())
 
 

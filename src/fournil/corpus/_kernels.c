@@ -334,12 +334,12 @@ static uint64_t span_hash(const Py_UCS4 *points, Py_ssize_t length) {
 }
 
 /* word_ids(text, by_chars, min_words) -> None when the text has fewer than min_words words, else
- * six byte strings, read as numpy arrays by fournil/corpus/quality.py:
+ * five byte strings, read as numpy arrays by fournil/corpus/quality.py:
  *   per word: its id (int64, the index of the word's first occurrence: exact, no hash to collide)
  *     and its length in code points (int64);
  *   per distinct word, in order of first occurrence: its first index (int64), its classes (uint8,
- *     char_class of its characters or-ed), a 64-bit hash of it (uint64, span_hash: the same for the
- *     same word in any text) and where it starts in the text (int64).
+ *     char_class of its characters or-ed) and a 64-bit hash of it (uint64, span_hash: the same for
+ *     the same word in any text).
  * Words are str.split()'s (runs of non-white space), or each non-space character with by_chars.
  * No Python object is made per word: that, not the splitting, is what Python's own loop costs. */
 static PyObject *word_ids(PyObject *self, PyObject *args) {
@@ -401,9 +401,9 @@ static PyObject *word_ids(PyObject *self, PyObject *args) {
         }
         lengths[word] = length;
     }
-    result = Py_BuildValue("(y#y#y#y#y#y#)", (const char *)ids, n * 8, (const char *)lengths, n * 8,
+    result = Py_BuildValue("(y#y#y#y#y#)", (const char *)ids, n * 8, (const char *)lengths, n * 8,
                            (const char *)firsts, distinct * 8, (const char *)classes, distinct,
-                           (const char *)hashes, distinct * 8, (const char *)starts, distinct * 8);
+                           (const char *)hashes, distinct * 8);
 done:
     PyMem_Free(points);
     free(table);
@@ -441,7 +441,7 @@ static PyMethodDef methods[] = {
     {"minhash", minhash, METH_VARARGS, "Lower a MinHash signature by a text's shingles: see _kernels.c."},
     {"word_count", word_count, METH_O, "len(text.split()), without making the list."},
     {"langid_scores", langid_scores, METH_VARARGS, "py3langid's class scores of many texts: see _kernels.c."},
-    {"word_ids", word_ids, METH_VARARGS, "Exact word ids and lengths, and each distinct word's first index, classes, hash and start: see _kernels.c."},
+    {"word_ids", word_ids, METH_VARARGS, "Exact word ids and lengths, and each distinct word's first index, classes and hash: see _kernels.c."},
     {NULL, NULL, 0, NULL},
 };
 

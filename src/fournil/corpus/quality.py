@@ -10,7 +10,6 @@ pipeline.
 
 from __future__ import annotations
 
-import re
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,7 @@ class Repetition:
     """
 
     def __init__(self, firsts: list[np.ndarray], lengths: list[np.ndarray], top_ns: set[int], dup_ns: set[int]):
-        """Per document, each word's id (the index of its first occurrence, `word_ids`) and each word's length in characters."""
+        """Per document, each word's id (the index of its first occurrence, `Words.ids`) and each word's length in characters."""
         sizes = list(map(len, firsts))
         words = sum(sizes)
         offsets = np.zeros(len(firsts) + 1, dtype=np.int64)
@@ -152,10 +151,9 @@ class Words:
     loop over the words would cost more than all the rules. Per word, `ids` (the index of its first
     occurrence: an exact id, no hash) and `lengths`; per distinct word, in order of first occurrence,
     `positions` (its first index), `classes` (bit 0: has a letter, re's `[^\\W\\d_]`; bit 1: has a
-    letter or digit), `hashes` (64-bit, the same for the same word in any text) and `starts` (in the text)."""
+    letter or digit) and `hashes` (64-bit, the same for the same word in any text)."""
 
-    FIELDS = (("ids", np.int64), ("lengths", np.int64), ("positions", np.int64), ("classes", np.uint8),
-              ("hashes", np.uint64), ("starts", np.int64))
+    FIELDS = (("ids", np.int64), ("lengths", np.int64), ("positions", np.int64), ("classes", np.uint8), ("hashes", np.uint64))
 
     def __init__(self, found: tuple[bytes, ...]):
         for (name, dtype), data in zip(self.FIELDS, found):
