@@ -19,7 +19,7 @@ KEY_BYTES = 16  # an LSH band's key: its xxh3-128 digest
 
 
 def exact_key(text: str) -> int:
-    """A 64-bit hash of the lower-cased text with its white space collapsed (one C pass, no new string)."""
+    """A 64-bit hash of the lower-cased text with its white space collapsed (one C pass; the collapsed text is never built)."""
     return _kernels.collapsed_hash(text.lower())
 
 

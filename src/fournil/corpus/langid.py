@@ -43,11 +43,12 @@ class Py3LangId:
         # the tokenizer automaton: from a state of row r, byte b moves to state moves[r * 256 + b]; states
         # with the same moves share a row (38 thousand rows for 105 thousand states), each state emits
         # at most one feature
+        rows = int(np.max(model.tk_row)) + 1
+        if len(model.tk_nextmove) != 256 * rows or rows > 2**16:
+            raise FournilError("py3langid's model has a tokenizer fournil does not know (not 256 moves a row, or over 65,536 rows)")
         self._moves = np.asarray(model.tk_nextmove, dtype=np.uint32)
         self._rows = np.asarray(model.tk_row, dtype=np.uint16)
         self._emits = np.asarray(model.tk_output, dtype=np.int32)
-        if len(self._moves) != 256 * (int(np.max(model.tk_row)) + 1) or np.max(model.tk_row) >= 2**16:
-            raise FournilError("py3langid's model has a tokenizer fournil does not know (more than 65,536 rows)")
         self._weights = np.ascontiguousarray(model.nb_ptc, dtype=np.float64)  # feature × class
         self._prior = np.asarray(model.nb_pc, dtype=np.float32)
 
