@@ -12,6 +12,12 @@
 #include <stdint.h>
 #include <string.h>
 
+static int is_str(PyObject *text, const char *name) {
+    if (!PyUnicode_Check(text))
+        PyErr_Format(PyExc_TypeError, "%s: a str is needed", name);
+    return PyUnicode_Check(text);
+}
+
 static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *name) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return -1;
@@ -183,10 +189,8 @@ static int mojibake_second(Py_UCS4 ch) {  /* what a UTF-8 continuation byte look
  * mojibake_second); bit 1, a control character (U+0000..U+001F but tab, newline and carriage return,
  * U+007F, U+FEFF). Two regular-expression searches of fournil/corpus/normalise.py in one pass. */
 static PyObject *tidy_flags(PyObject *self, PyObject *text) {
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "tidy_flags: a str is needed");
+    if (!is_str(text, "tidy_flags"))
         return NULL;
-    }
     int kind = PyUnicode_KIND(text), flags = 0;
     const void *units = PyUnicode_DATA(text);
     Py_ssize_t size = PyUnicode_GET_LENGTH(text);
@@ -220,10 +224,8 @@ static int is_word_char(Py_UCS4 ch) {  /* re's \w: str.isalnum() or "_" (ASCII w
  * none at either end (" ".join(text.split())), without making that string: FNV-1a over its code
  * points, then mix64. Exact dedup's key, of the lower-cased text. */
 static PyObject *collapsed_hash(PyObject *self, PyObject *text) {
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "collapsed_hash: a str is needed");
+    if (!is_str(text, "collapsed_hash"))
         return NULL;
-    }
     int kind = PyUnicode_KIND(text);
     const void *units = PyUnicode_DATA(text);
     Py_ssize_t size = PyUnicode_GET_LENGTH(text);
@@ -247,10 +249,8 @@ static PyObject *collapsed_hash(PyObject *self, PyObject *text) {
  * mix64 of the polynomial sum over the run's code points p_j of (p_j + 1) * BASE**j (modulo 2**64),
  * the hash fournil/corpus/ngrams.py defines (the caller lower-cases the text). */
 static PyObject *word_hashes(PyObject *self, PyObject *text) {
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "word_hashes: a str is needed");
+    if (!is_str(text, "word_hashes"))
         return NULL;
-    }
     const uint64_t base = 0x100000001B3ULL;
     int kind = PyUnicode_KIND(text);
     const void *units = PyUnicode_DATA(text);
@@ -418,10 +418,8 @@ done:
 
 /* word_count(text) -> len(text.split()), without making the list */
 static PyObject *word_count(PyObject *self, PyObject *text) {
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "word_count: a str is needed");
+    if (!is_str(text, "word_count"))
         return NULL;
-    }
     int kind = PyUnicode_KIND(text);
     const void *units = PyUnicode_DATA(text);
     Py_ssize_t size = PyUnicode_GET_LENGTH(text), n = 0;
