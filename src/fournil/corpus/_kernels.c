@@ -146,7 +146,7 @@ static PyObject *langid_scores(PyObject *self, PyObject *args) {
                     lane[l].text = next++, lane[l].at = off[lane[l].text], lane[l].row = row_of[0], lane[l].emitted = 0;
                 } else {
                     lane[l] = lane[--active];
-                    memcpy(mine, found + active * (longest + 1), lane[l].emitted * sizeof *found);
+                    memmove(mine, found + active * (longest + 1), lane[l].emitted * sizeof *found);  /* the same lane when l == active */
                     l--;
                 }
                 continue;
