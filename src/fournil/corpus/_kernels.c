@@ -18,6 +18,18 @@ static int is_str(PyObject *text, const char *name) {
     return PyUnicode_Check(text);
 }
 
+static int is_space(Py_UCS4 ch) { return Py_UNICODE_ISSPACE(ch); }  /* str.split()'s white space */
+
+/* bit 0: re's [^\W\d_] (a letter: alphanumeric, not a decimal digit); bit 1: re's [^\W_] (alphanumeric);
+ * ASCII without a lookup of Unicode's tables */
+static uint8_t char_class(Py_UCS4 ch) {
+    if (ch < 128)
+        return ((ch | 32) >= 'a' && (ch | 32) <= 'z') ? 3 : (ch >= '0' && ch <= '9') ? 2 : 0;
+    return Py_UNICODE_ISALNUM(ch) ? (Py_UNICODE_ISDECIMAL(ch) ? 2 : 3) : 0;
+}
+
+static int is_word_char(Py_UCS4 ch) { return char_class(ch) || ch == '_'; }  /* re's \w */
+
 static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int writable, const char *name) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) < 0)
         return -1;
@@ -214,11 +226,6 @@ static uint64_t mix64(uint64_t h) {  /* splitmix64's finaliser: every input bit 
     return h ^ (h >> 31);
 }
 
-static int is_word_char(Py_UCS4 ch) {  /* re's \w: str.isalnum() or "_" (ASCII without a lookup of Unicode's tables) */
-    if (ch < 128)
-        return (ch | 32) - 'a' < 26 || ch - '0' < 10 || ch == '_';
-    return Py_UNICODE_ISALNUM(ch);
-}
 
 /* collapsed_hash(text) -> a 64-bit hash of the text with every run of white space made one space and
  * none at either end (" ".join(text.split())), without making that string: FNV-1a over its code
@@ -317,14 +324,6 @@ done:
 
 /* ---- quality: exact word ids ---------------------------------------------------------------- */
 
-static int is_space(Py_UCS4 ch) { return Py_UNICODE_ISSPACE(ch); }  /* str.split()'s white space */
-
-/* bit 0: re's [^\W\d_] (a letter: alphanumeric, not a decimal digit); bit 1: re's [^\W_] (alphanumeric) */
-static uint8_t char_class(Py_UCS4 ch) {
-    if (ch < 128)
-        return ((ch | 32) >= 'a' && (ch | 32) <= 'z') ? 3 : (ch >= '0' && ch <= '9') ? 2 : 0;
-    return Py_UNICODE_ISALNUM(ch) ? (Py_UNICODE_ISDECIMAL(ch) ? 2 : 3) : 0;
-}
 
 static uint64_t span_hash(const Py_UCS4 *points, Py_ssize_t length) {
     uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)length;  /* FNV-1a over the code points */

@@ -40,7 +40,7 @@ class CorpusStep(BaseFilter):
         for batch in batches(data):
             sizes = [len(doc.text) for doc in batch]  # before `filter`, which may rewrite the text
             with self.track_time("batch"):
-                results = [get_filter_result(self.filter(doc)) for doc in batch]
+                results = self.outcomes(batch)
             dropped = Counter()
             for doc, chars, (keep, reason) in zip(batch, sizes, results):
                 lang, source = doc.metadata["lang"], doc.metadata["source"]
@@ -52,6 +52,10 @@ class CorpusStep(BaseFilter):
                     self.ledger.drop(self.name, lang, source, chars, reason or "dropped", doc.id, doc.text)
                     dropped[reason] += 1
             self.count_outcomes(len(batch), dropped)
+
+    def outcomes(self, batch: list[Document]) -> list[tuple[bool, str | None]]:
+        """(keep, reason) for each document; a step that decides a whole batch at once overrides this."""
+        return [get_filter_result(self.filter(doc)) for doc in batch]
 
     def count_outcomes(self, total: int, dropped: Counter) -> None:
         """datatrove's stats of a batch at once (one update per figure, not per document: they cost more than most filters)."""
@@ -169,21 +173,8 @@ class QualityFilter(CorpusStep):
             reasons[i] = reason
         return reasons
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for batch in batches(data):
-            with self.track_time():
-                reasons = self._reasons(batch)
-            dropped = Counter()
-            for doc, reason in zip(batch, reasons):
-                lang, source, chars = doc.metadata["lang"], doc.metadata["source"], len(doc.text)
-                self.ledger.read(self.name, lang, source, chars)
-                if reason is None:
-                    self.ledger.keep(self.name, lang, source, chars)
-                    yield doc
-                else:
-                    self.ledger.drop(self.name, lang, source, chars, reason, doc.id, doc.text)
-                    dropped[reason] += 1
-            self.count_outcomes(len(batch), dropped)
+    def outcomes(self, batch: list[Document]) -> list[tuple[bool, str | None]]:
+        return [(reason is None, reason) for reason in self._reasons(batch)]
 
 
 class HarmfulFilter(CorpusStep):
