@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import slurm_fake
 from mixture_helpers import build_run, recipe
 
 from fournil.errors import FournilError
+from fournil.executors import RayExecutor
 from fournil.mixture import encode
 from fournil.runs import get_stage, run_stage, stage_inputs
 from fournil.slurm import _expand
@@ -160,6 +162,18 @@ def test_ray_gives_the_same_bytes_and_a_task_that_raises_stops_it(reference, tmp
     assert manifest["resumed"] is True and outputs(run_dir) == expected
     kept = run_dir / "mixture" / "logs" / "logs"
     assert [name for name, mtime in done.items() if (kept / name).stat().st_mtime_ns != mtime] == ["task_00000.log"]
+
+
+def test_a_ray_rank_s_process_dies_at_sigterm_whatever_handler_it_inherited(tmp_path):
+    """datatrove forks the ranks' processes from a Ray worker, which has a SIGTERM handler of its own."""
+    executor = RayExecutor(pipeline=[lambda data, rank, world_size: iter([])], tasks=1, logging_dir=str(tmp_path))
+    inherited = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        executor._run_for_rank(0)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, inherited)
+    assert (tmp_path / "completions" / "00000").is_file()
 
 
 def test_a_ray_task_no_node_can_hold_is_refused_before_it_waits_for_ever(tmp_path, ray_local):

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from datatrove.executor import SlurmPipelineExecutor
+from datatrove.executor.ray import RayPipelineExecutor
 
 from fournil import slurm
 from fournil.errors import FournilError
@@ -77,6 +79,18 @@ class SlurmExecutor(SlurmPipelineExecutor):
         return found
 
 
+class RayExecutor(RayPipelineExecutor):
+    """datatrove's Ray executor, with SIGTERM's default action in the processes that run the ranks.
+    datatrove runs a Ray task's ranks in a process pool forked from the Ray worker, so they inherit
+    Ray's SIGTERM handler; after a rank raised, the pool's terminate then sometimes left its process
+    alive and the stage waiting for it for ever (seen once in tests/test_mixture_executors.py: the
+    process died at a second SIGTERM)."""
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        return super()._run_for_rank(rank, local_rank, node_rank)
+
+
 def make_executor(pipeline: list, tasks: int, workers: int, logging_dir: Path, kind: str, options: dict, name: str):
     """A datatrove executor for the pipeline: local processes by default, Slurm or Ray when the recipe says so."""
     if kind == "slurm":
@@ -87,13 +101,11 @@ def make_executor(pipeline: list, tasks: int, workers: int, logging_dir: Path, k
             import ray
         except ImportError:
             raise FournilError("executor: ray needs Ray: pip install 'fournil[cluster]'") from None
-        from datatrove.executor.ray import RayPipelineExecutor
-
         options = dict(options)
         address = options.pop("address", None)  # a running cluster ("auto", "ray://host:10001"); none: a local instance
         if not ray.is_initialized():
             ray.init(address=address, log_to_driver=False)  # workers' logs stay in Ray's log folder
-        executor = RayPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir), **options)
+        executor = RayExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir), **options)
         if address is None:  # a local instance cannot grow: a task no node can hold would wait for ever
             _check_ray_fits(executor, ray.nodes())
         return executor
