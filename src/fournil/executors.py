@@ -82,9 +82,10 @@ class SlurmExecutor(SlurmPipelineExecutor):
 class RayExecutor(RayPipelineExecutor):
     """datatrove's Ray executor, with SIGTERM's default action in the processes that run the ranks.
     datatrove runs a Ray task's ranks in a process pool forked from the Ray worker, so they inherit
-    Ray's SIGTERM handler; after a rank raised, the pool's terminate then sometimes left its process
-    alive and the stage waiting for it for ever (seen once in tests/test_mixture_executors.py: the
-    process died at a second SIGTERM)."""
+    Ray's Python-level SIGTERM handler, which acts only when the interpreter gets to it. Once, after
+    a rank raised, the pool's terminate left such a process alive and the stage waiting for it for
+    ever (tests/test_mixture_executors.py; a SIGTERM sent by hand ended it); the default action ends
+    the process in the kernel, whatever its interpreter is doing."""
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
